@@ -1,0 +1,76 @@
+/**
+ * Registers node:test tests for a kernel-case module:
+ *  - every case in Chromium on SwiftShader (subgroups, timestamps, no f16);
+ *  - f16 cases (and cases marked `node: true`) in Node on Dawn/lavapipe, where it offers shader-f16.
+ * The adapter and its features are printed at the start of each suite.
+ */
+import { after, before, describe, test } from 'node:test';
+import type { Browser, Page } from 'playwright-core';
+import { launchChromium, openHarness, testOrigin } from './browser.ts';
+import { dawnGpu } from './dawn.ts';
+import { GpuContext } from '../../src/gpu/context.ts';
+import { describeCaps } from '../../src/gpu/device.ts';
+import { missingNeeds, type KernelCase } from './cases.ts';
+import type { CaseResult } from './page.ts';
+
+const CASE_TIMEOUT = 300_000;
+
+export async function runKernelCases(modulePath: string): Promise<void> {
+  const mod = (await import(new URL(`../../${modulePath}`, import.meta.url).href)) as { cases: KernelCase[] };
+
+  describe(`${modulePath} — Chromium WebGPU (SwiftShader)`, () => {
+    let browser: Browser;
+    let page: Page;
+    let server: { close(): Promise<void> };
+    before(async () => {
+      const o = await testOrigin();
+      server = o;
+      browser = await launchChromium();
+      page = await openHarness(browser, o.origin);
+      const info = await page.evaluate(() => (window as any).__harness.caps());
+      console.log(`# adapter: ${info.line}; variants ${JSON.stringify(info.variants)}`);
+    });
+    after(async () => {
+      await browser?.close();
+      await server?.close();
+    });
+    for (const kc of mod.cases) {
+      test(kc.name, { timeout: CASE_TIMEOUT }, async (t) => {
+        const r: CaseResult = await page.evaluate(([p, n]) => (window as any).__harness.runCase(p, n), [modulePath, kc.name] as const);
+        for (const l of r.logs) t.diagnostic(l);
+        if (r.status === 'skip') return t.skip(r.message);
+        if (r.status === 'fail') throw new Error(r.message);
+      });
+    }
+  });
+
+  const nodeCases = mod.cases.filter((c) => c.node || c.needs?.includes('f16'));
+  if (!nodeCases.length) return;
+  describe(`${modulePath} — Node Dawn (lavapipe)`, () => {
+    let gpu: GpuContext | null = null;
+    let why = '';
+    before(async () => {
+      const g = await dawnGpu();
+      if (!g) return void (why = 'Dawn unavailable');
+      try {
+        gpu = await GpuContext.create({ gpu: g });
+        console.log(`# adapter: ${describeCaps(gpu.caps)}`);
+      } catch (e) {
+        why = (e as Error).message;
+      }
+    });
+    after(() => gpu?.destroy());
+    for (const kc of nodeCases) {
+      test(kc.name, { timeout: CASE_TIMEOUT }, async (t) => {
+        if (!gpu) return t.skip(`no Dawn adapter: ${why}`);
+        const missing = missingNeeds(gpu, kc.needs);
+        if (missing.length) return t.skip(`device lacks ${missing.join(', ')}`);
+        const before = gpu.uncapturedErrors.length;
+        await kc.run({ gpu, log: (m) => t.diagnostic(m) });
+        await gpu.sync();
+        const errs = gpu.uncapturedErrors.slice(before);
+        if (errs.length) throw new Error(`WebGPU errors: ${errs.join(' | ')}`);
+      });
+    }
+  });
+}
