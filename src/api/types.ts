@@ -1,0 +1,111 @@
+/** Public types of the webvlm API (main thread). */
+import type { WebVLMErrorCode } from '../errors.ts';
+
+/** Anything webvlm accepts as an image. Main-thread-only kinds are converted before they reach the worker. */
+export type ImageInput = string | URL | Blob | ImageBitmap | ImageData | HTMLImageElement | HTMLCanvasElement | OffscreenCanvas;
+
+export type ContentPart =
+  | { type: 'text'; text: string }
+  | { type: 'image'; image: ImageInput; detail?: ImageDetail }
+  /** OpenAI shape: `{ type: 'image_url', image_url: { url, detail } }`. */
+  | { type: 'image_url'; image_url: { url: string; detail?: ImageDetail } };
+
+export interface ChatMessage {
+  role: 'system' | 'user' | 'assistant';
+  content: string | ContentPart[];
+}
+
+/** OpenAI-style budget: `low` = one global frame, `auto` = native tiling (never upscale), `high` = the checkpoint's own rules. */
+export type ImageDetail = 'low' | 'auto' | 'high';
+export type TilingMode = 'model' | 'native';
+
+export interface VisionOptions {
+  /** Default per-image detail when a part gives none. Default 'high' (the checkpoint's rules, exactly). */
+  detail?: ImageDetail;
+  /** Cap on visual tokens per image: the largest tile grid under the budget is chosen. */
+  maxImageTokens?: number;
+  /** Low-resolution-query compression of each tile's visual tokens (training-free). Off by default. */
+  compression?: { factor: 2 } | false;
+}
+
+export interface GenerationOptions {
+  maxTokens?: number;
+  /** 0 (default) = greedy. */
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  repetitionPenalty?: number;
+  seed?: number;
+  stop?: string[];
+}
+
+export interface ChatRequest extends GenerationOptions, VisionOptions {
+  messages: ChatMessage[];
+  signal?: AbortSignal;
+}
+
+export interface ImageReport {
+  width: number;
+  height: number;
+  mode: string;
+  rows: number;
+  cols: number;
+  frames: number;
+  /** Tiles in source-image pixel coordinates, for overlays: [x, y, w, h]. */
+  tiles: Array<[number, number, number, number]>;
+  visualTokensBeforeCompression: number;
+  visualTokens: number;
+}
+
+export interface Usage {
+  promptTokens: number;
+  visualTokens: number;
+  completionTokens: number;
+  /** Tokens of the prompt reused from the previous turn's KV cache. */
+  cachedTokens: number;
+  imageEncodeMs: number;
+  prefillMs: number;
+  timeToFirstTokenMs: number;
+  decodeMs: number;
+  decodeTokensPerSecond: number;
+  images: ImageReport[];
+}
+
+export type FinishReason = 'stop' | 'length' | 'abort';
+
+export type ChatDelta =
+  | { type: 'text'; text: string }
+  | { type: 'done'; text: string; finishReason: FinishReason; usage: Usage };
+
+export interface LoadProgress {
+  phase: 'download' | 'parse' | 'quantize' | 'upload' | 'compile' | 'ready';
+  file?: string;
+  loaded: number;
+  total: number;
+}
+
+export interface EngineOptions {
+  /** Hub base URL; default https://huggingface.co. Files are read from `{baseUrl}/{model}/resolve/{revision}/{file}`. */
+  baseUrl?: string;
+  revision?: string;
+  /** Linear weights on the GPU: 'int4' (default: quantized on load) or 'f32' (reference quality, 8× the memory). */
+  weights?: 'int4' | 'f32';
+  onProgress?: (p: LoadProgress) => void;
+  /** Run in the calling thread instead of a worker (tests, Node). Default false in browsers. */
+  inline?: boolean;
+}
+
+export interface EngineInfo {
+  model: string;
+  adapter: string;
+  weights: 'int4' | 'f32';
+  gpuBytes: number;
+  loadMs: number;
+  contextLength: number;
+}
+
+export interface ErrorInfo {
+  code: WebVLMErrorCode;
+  message: string;
+  hint: string;
+}

@@ -1,0 +1,258 @@
+/**
+ * The engine: one loaded model, one conversation KV cache, one request at a time (later requests queue).
+ * `chat()` renders the chat template, expands and encodes images, reuses the KV cache for the longest
+ * prefix the new prompt shares with what the cache holds (same tokens and same images), prefills the
+ * rest, then decodes token by token with streaming text, stop strings, abort and usage figures.
+ */
+import { WebVLMError } from '../errors.ts';
+import type { GpuContext } from '../gpu/context.ts';
+import type { ChatDelta, FinishReason, ImageReport, Usage } from '../api/types.ts';
+import type { ChatMessage } from './tokenizer.ts';
+import type { PixelImage } from './resample.ts';
+import type { ImageDetail } from './idefics3-processor.ts';
+import type { KvCache } from '../models/llama.ts';
+import { loadModel, type LoadedModel, type LoadOptions } from './load.ts';
+import { Rng } from './rng.ts';
+import { sampleToken, validateSampling, type SamplingParams } from './sampler.ts';
+import { StopMatcher } from './stop.ts';
+
+export interface EngineChatRequest extends SamplingParams {
+  messages: ChatMessage[];
+  /** Decoded pixels of the messages' image parts, in order. */
+  images?: PixelImage[];
+  maxTokens?: number;
+  seed?: number;
+  stop?: string[];
+  detail?: ImageDetail;
+  maxImageTokens?: number;
+  signal?: AbortSignal;
+}
+
+export interface EngineConfig extends LoadOptions {
+  /** KV-cache capacity in tokens; default min(max_position_embeddings, 4096). */
+  contextLength?: number;
+}
+
+const now = () => performance.now();
+
+/** FNV-1a over an image's size and pixels: identifies an image for KV-cache reuse. */
+function imageKey(img: PixelImage): string {
+  let h = 0x811c9dc5;
+  const d = img.data;
+  for (let i = 0; i < d.length; i++) h = Math.imul(h ^ d[i], 0x01000193);
+  return `${img.width}x${img.height}x${img.channels}:${(h >>> 0).toString(16)}`;
+}
+
+export class Engine {
+  private cache: KvCache;
+  /** Keys of the images whose features sit in the cache, in prompt order. */
+  private cachedImages: string[] = [];
+  private queue: Promise<unknown> = Promise.resolve();
+  private disposed = false;
+
+  private constructor(
+    readonly gpu: GpuContext,
+    readonly loaded: LoadedModel,
+    readonly modelId: string,
+    readonly contextLength: number,
+    readonly loadMs: number,
+  ) {
+    this.cache = loaded.model.newCache(contextLength);
+  }
+
+  static async create(gpu: GpuContext, modelId: string, cfg: EngineConfig = {}): Promise<Engine> {
+    const t0 = now();
+    const loaded = await loadModel(gpu, modelId, cfg);
+    const max = loaded.config.text.maxPositionEmbeddings;
+    const ctx = Math.min(cfg.contextLength ?? 4096, max);
+    return new Engine(gpu, loaded, modelId, ctx, now() - t0);
+  }
+
+  get gpuBytes(): number {
+    return this.loaded.model.weightBytes + this.cache.bytes;
+  }
+
+  /** End-of-generation token ids: the model's eos ids plus `<end_of_utterance>`. */
+  get stopIds(): Set<number> {
+    const ids = new Set<number>(this.loaded.config.text.eosTokenIds);
+    const gen = this.loaded.generationConfig?.eos_token_id;
+    for (const x of Array.isArray(gen) ? gen : gen !== undefined ? [gen] : []) if (typeof x === 'number') ids.add(x);
+    const eou = this.loaded.tokenizer.tokenToId('<end_of_utterance>');
+    if (eou !== undefined) ids.add(eou);
+    const eos = this.loaded.tokenizer.specialIds?.eos;
+    if (eos !== undefined) ids.add(eos);
+    return ids;
+  }
+
+  /** Streams the answer to `req`. Requests run one at a time, in call order. */
+  chat(req: EngineChatRequest): AsyncGenerator<ChatDelta> {
+    if (this.disposed) throw new WebVLMError('Disposed', 'This engine was disposed.');
+    validateSampling(req);
+    const self = this;
+    let release!: () => void;
+    const turn = new Promise<void>((r) => (release = r));
+    const prev = this.queue;
+    this.queue = prev.then(() => turn);
+    return (async function* () {
+      await prev;
+      try {
+        yield* self.run(req);
+      } finally {
+        release();
+      }
+    })();
+  }
+
+  private async *run(req: EngineChatRequest): AsyncGenerator<ChatDelta> {
+    const { model, processor, tokenizer } = this.loaded;
+    const signal = req.signal;
+    const aborted = () => signal?.aborted === true;
+    if (aborted()) throw new WebVLMError('Aborted', 'The request was aborted before it started.');
+    const images = req.images ?? [];
+    const tStart = now();
+    const proc = processor.processChat(req.messages, images, { detail: req.detail, maxImageTokens: req.maxImageTokens });
+    const ids = proc.inputIds;
+    const maxTokens = req.maxTokens ?? 256;
+    if (!(Number.isInteger(maxTokens) && maxTokens > 0)) throw new WebVLMError('InvalidArgument', `maxTokens must be a positive integer, got ${maxTokens}.`);
+    if (ids.length + 1 > this.contextLength) {
+      throw new WebVLMError('ContextOverflow', `The prompt is ${ids.length} tokens; the context holds ${this.contextLength}.`, {
+        details: { promptTokens: ids.length, contextLength: this.contextLength },
+      });
+    }
+
+    // Reuse the cache for the longest common prefix, never splitting an image's token run, and only
+    // while the images inside it are the same images.
+    const keys = images.map(imageKey);
+    const imgId = this.loaded.config.imageTokenId;
+    let L = 0;
+    const cached = this.cache.tokens;
+    while (L < cached.length && L < ids.length - 1 && cached[L] === ids[L]) L++;
+    let imagesBefore = 0;
+    for (let i = 0; i < L; ) {
+      if (ids[i] !== imgId) {
+        i++;
+        continue;
+      }
+      let j = i;
+      while (j < ids.length && ids[j] === imgId) j++;
+      const imgsInRun = this.imagesInRun(proc.images.map((p) => p.visualTokens), i, ids);
+      const sameImages = imgsInRun.every((k) => keys[k] !== undefined && this.cachedImages[k] === keys[k]);
+      if (j > L || !sameImages) {
+        L = i;
+        break;
+      }
+      imagesBefore = Math.max(imagesBefore, ...imgsInRun.map((k) => k + 1));
+      i = j;
+    }
+    this.cache.length = L;
+    this.cache.tokens = ids.slice(0, L);
+    this.cachedImages = keys.slice(0, imagesBefore);
+
+    // Encode the images the prefill needs.
+    const M = processor.config.tileSize;
+    const frameSize = 3 * M * M;
+    let frame0 = 0;
+    const features: GPUBuffer[] = [];
+    const tEnc = now();
+    try {
+      for (let i = 0; i < images.length; i++) {
+        const frames = proc.images[i].frames;
+        if (i >= imagesBefore) {
+          if (aborted()) throw new WebVLMError('Aborted', 'The request was aborted during image encoding.');
+          features.push(await model.encodeImage(proc.pixelValues.subarray(frame0 * frameSize, (frame0 + frames) * frameSize), frames));
+        }
+        frame0 += frames;
+      }
+      const imageEncodeMs = now() - tEnc;
+      if (aborted()) throw new WebVLMError('Aborted', 'The request was aborted before the prefill.');
+      const tPre = now();
+      let logits = await model.forward(ids.slice(L), this.cache, features, 1);
+      this.cachedImages = keys;
+      const prefillMs = now() - tPre;
+      const ttft = now() - tStart;
+
+      const rng = new Rng(req.seed ?? ((Math.random() * 2 ** 32) >>> 0));
+      const stopIds = this.stopIds;
+      const matcher = new StopMatcher(req.stop ?? []);
+      const decoder = tokenizer.createStreamDecoder({ skipSpecialTokens: true });
+      const generated: number[] = [];
+      let text = '';
+      let finish: FinishReason = 'length';
+      const tDec = now();
+      for (;;) {
+        const tok = sampleToken(logits, req, [...ids, ...generated], rng);
+        if (stopIds.has(tok)) {
+          finish = 'stop';
+          break;
+        }
+        generated.push(tok);
+        const { emit, stopped } = matcher.push(decoder.push(tok));
+        if (emit) {
+          text += emit;
+          yield { type: 'text', text: emit };
+        }
+        if (stopped) {
+          finish = 'stop';
+          break;
+        }
+        if (generated.length >= maxTokens) break;
+        if (this.cache.length + 1 > this.contextLength) break;
+        if (aborted()) {
+          finish = 'abort';
+          break;
+        }
+        logits = await model.forward([tok], this.cache, [], 1);
+      }
+      if (finish !== 'stop' || !(req.stop ?? []).length) {
+        const rest = matcher.push(decoder.flush()).emit + matcher.flush();
+        if (rest && finish !== 'stop') {
+          text += rest;
+          yield { type: 'text', text: rest };
+        }
+      }
+      const decodeMs = now() - tDec;
+      const reports: ImageReport[] = proc.images.map((p, i) => ({
+        width: images[i].width, height: images[i].height, mode: p.mode, rows: p.rows, cols: p.cols, frames: p.frames,
+        tiles: p.tiles, visualTokensBeforeCompression: p.visualTokens, visualTokens: p.visualTokens,
+      }));
+      const usage: Usage = {
+        promptTokens: ids.length, visualTokens: proc.images.reduce((s, p) => s + p.visualTokens, 0), completionTokens: generated.length,
+        cachedTokens: L, imageEncodeMs, prefillMs, timeToFirstTokenMs: ttft, decodeMs,
+        decodeTokensPerSecond: generated.length > 1 ? ((generated.length - 1) * 1000) / decodeMs : 0, images: reports,
+      };
+      yield { type: 'done', text, finishReason: finish, usage };
+    } finally {
+      for (const f of features) this.gpu.allocator.destroy(f);
+    }
+  }
+
+  /** Which images (indices) own the `<image>` tokens of the run starting at `start`. */
+  private imagesInRun(tokensPerImage: number[], start: number, ids: number[]): number[] {
+    const imgId = this.loaded.config.imageTokenId;
+    let before = 0;
+    for (let i = 0; i < start; i++) if (ids[i] === imgId) before++;
+    let run = 0;
+    for (let i = start; i < ids.length && ids[i] === imgId; i++) run++;
+    const out: number[] = [];
+    let acc = 0;
+    tokensPerImage.forEach((n, k) => {
+      if (acc + n > before && acc < before + run) out.push(k);
+      acc += n;
+    });
+    return out;
+  }
+
+  /** Forgets the conversation held in the KV cache. */
+  reset(): void {
+    this.cache.length = 0;
+    this.cache.tokens = [];
+    this.cachedImages = [];
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.cache.destroy(this.gpu);
+    this.loaded.model.destroy();
+  }
+}

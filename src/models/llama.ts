@@ -1,0 +1,125 @@
+/**
+ * Llama decoder (transformers `LlamaModel` + `lm_head`) on the GPU, with a KV cache:
+ * per layer h += o(attn(rope(q), rope(k), v)) on RMSNorm(h); h += down(silu(gate)·up) on RMSNorm(h);
+ * then the final RMSNorm and lm_head on the rows whose logits are wanted.
+ * q/k/v are one fused projection ([S, (heads + 2·kvHeads)·hd]); gate/up one fused projection ([S, 2·I]).
+ */
+import type { GpuContext } from '../gpu/context.ts';
+import type { Recorder } from '../gpu/recorder.ts';
+import { WebVLMError } from '../errors.ts';
+import { rmsNorm } from '../kernels/norm.ts';
+import { add, copy2d, siluMul } from '../kernels/elementwise.ts';
+import { rope } from '../kernels/rope.ts';
+import { attentionPrefill } from '../kernels/attention_prefill.ts';
+import { linear, type Linear, type Workspace } from './layers.ts';
+import type { Idefics3TextConfig } from './idefics3-config.ts';
+
+export interface LlamaLayer {
+  inputNorm: GPUBuffer;
+  qkv: Linear;
+  o: Linear;
+  postNorm: GPUBuffer;
+  gateUp: Linear;
+  down: Linear;
+}
+
+export interface LlamaWeights {
+  /** embed_tokens [vocab, H], f32: rows are copied into the hidden state (a gather by buffer copies). */
+  embed: GPUBuffer;
+  layers: LlamaLayer[];
+  norm: GPUBuffer;
+  lmHead: Linear;
+}
+
+/**
+ * KV cache: per layer one K and one V buffer laid out [kvHeads, capacity, headDim], so one head's keys are
+ * contiguous for the attention kernels (see src/kernels/attention_common.ts, layout `cache`).
+ * `length` tokens are valid; the engine keeps `tokens` (their ids) to reuse a prefix across turns.
+ */
+export class KvCache {
+  readonly k: GPUBuffer[] = [];
+  readonly v: GPUBuffer[] = [];
+  length = 0;
+  tokens: number[] = [];
+
+  constructor(gpu: GpuContext, cfg: Idefics3TextConfig, readonly capacity: number) {
+    const bytes = cfg.numKeyValueHeads * capacity * cfg.headDim * 4;
+    for (let l = 0; l < cfg.numHiddenLayers; l++) {
+      this.k.push(gpu.allocator.create(bytes, undefined, `kv/k${l}`));
+      this.v.push(gpu.allocator.create(bytes, undefined, `kv/v${l}`));
+    }
+  }
+
+  get bytes(): number {
+    return this.k.reduce((s, b) => s + b.size, 0) * 2;
+  }
+
+  destroy(gpu: GpuContext): void {
+    for (const b of [...this.k, ...this.v]) gpu.allocator.destroy(b);
+    this.k.length = this.v.length = 0;
+  }
+}
+
+/** Copies embedding rows for `ids` into h[0..ids.length). */
+export function embedTokens(rec: Recorder, w: LlamaWeights, H: number, ids: ArrayLike<number>, h: GPUBuffer, vocab: number): void {
+  for (let s = 0; s < ids.length; s++) {
+    const id = ids[s];
+    if (!(id >= 0 && id < vocab)) throw new WebVLMError('InvalidArgument', `token id ${id} is outside the vocabulary (${vocab}).`);
+    rec.copy(w.embed, id * H * 4, h, s * H * 4, H * 4);
+  }
+}
+
+/**
+ * Runs S rows of hidden state `h` (already embedded, image features merged) at positions
+ * startPos..startPos+S−1 through the decoder, appending their K/V to the cache; writes the logits of the
+ * last `logitRows` rows to `logits` ([logitRows, vocab]).
+ */
+export function llamaForward(
+  gpu: GpuContext, rec: Recorder, ws: Workspace, w: LlamaWeights, cfg: Idefics3TextConfig, cache: KvCache,
+  h: GPUBuffer, S: number, startPos: number, logits: GPUBuffer, logitRows = 1,
+): void {
+  if (startPos + S > cache.capacity) {
+    throw new WebVLMError('ContextOverflow', `${startPos + S} tokens do not fit the KV cache of ${cache.capacity}.`, { details: { needed: startPos + S, capacity: cache.capacity } });
+  }
+  const H = cfg.hiddenSize, hd = cfg.headDim, nh = cfg.numAttentionHeads, nkv = cfg.numKeyValueHeads, I = cfg.intermediateSize;
+  const qkvCols = (nh + 2 * nkv) * hd;
+  const n = ws.f32(S * H, 'text/norm');
+  const qkv = ws.f32(S * qkvCols, 'text/qkv');
+  const attn = ws.f32(S * nh * hd, 'text/attn');
+  const tmp = ws.f32(S * H, 'text/tmp');
+  const gu = ws.f32(S * 2 * I, 'text/gateup');
+  const act = ws.f32(S * I, 'text/act');
+  const eps = cfg.rmsNormEps;
+  const cap = cache.capacity;
+  for (let l = 0; l < w.layers.length; l++) {
+    const L = w.layers[l];
+    rmsNorm(gpu, rec, { x: h, weight: L.inputNorm, out: n, rows: S, D: H, eps });
+    linear(gpu, rec, L.qkv, n, qkv, S);
+    rope(gpu, rec, {
+      q: qkv, k: qkv, S, heads: nh, kvHeads: nkv, headDim: hd, theta: cfg.ropeTheta, startPos,
+      qStride: qkvCols, kStride: qkvCols, qOffset: 0, kOffset: nh * hd,
+    });
+    // Append this step's K and V rows to the cache: per KV head a strided [S, hd] block.
+    for (let j = 0; j < nkv; j++) {
+      copy2d(gpu, rec, { src: qkv, dst: cache.k[l], rows: S, cols: hd, srcStride: qkvCols, dstStride: hd, srcOffset: (nh + j) * hd, dstOffset: (j * cap + startPos) * hd });
+      copy2d(gpu, rec, { src: qkv, dst: cache.v[l], rows: S, cols: hd, srcStride: qkvCols, dstStride: hd, srcOffset: (nh + nkv + j) * hd, dstOffset: (j * cap + startPos) * hd });
+    }
+    attentionPrefill(gpu, rec, {
+      q: qkv, k: cache.k[l], v: cache.v[l], out: attn, seqLen: S, heads: nh, kvHeads: nkv, headDim: hd,
+      causal: true, past: startPos, qStride: qkvCols, qOffset: 0, kvLayout: { kind: 'cache', capacity: cap },
+    });
+    linear(gpu, rec, L.o, attn, tmp, S);
+    add(gpu, rec, { a: h, b: tmp, n: S * H });
+    rmsNorm(gpu, rec, { x: h, weight: L.postNorm, out: n, rows: S, D: H, eps });
+    linear(gpu, rec, L.gateUp, n, gu, S);
+    siluMul(gpu, rec, { gateUp: gu, out: act, rows: S, I });
+    linear(gpu, rec, L.down, act, tmp, S);
+    add(gpu, rec, { a: h, b: tmp, n: S * H });
+  }
+  const rows = Math.min(logitRows, S);
+  const last = ws.f32(rows * H, 'text/last');
+  rec.copy(h, (S - rows) * H * 4, last, 0, rows * H * 4);
+  const normed = ws.f32(rows * H, 'text/final');
+  rmsNorm(gpu, rec, { x: last, weight: w.norm, out: normed, rows, D: H, eps });
+  linear(gpu, rec, w.lmHead, normed, logits, rows);
+}
