@@ -57,6 +57,9 @@ export interface ImageReport {
   visualTokens: number;
 }
 
+/** Where an image's tiles fall and what it costs, before running anything. */
+export type ImagePlanReport = Omit<ImageReport, 'width' | 'height'> & { width: number; height: number };
+
 export interface Usage {
   promptTokens: number;
   visualTokens: number;

@@ -6,10 +6,10 @@
  */
 import { WebVLMError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
-import type { ChatDelta, FinishReason, ImageReport, Usage } from '../api/types.ts';
+import type { ChatDelta, FinishReason, ImagePlanReport, ImageReport, Usage } from '../api/types.ts';
 import type { ChatMessage } from './tokenizer.ts';
 import type { PixelImage } from './resample.ts';
-import type { ImageDetail } from './idefics3-processor.ts';
+import { detailToPlanOptions, type ImageDetail } from './idefics3-processor.ts';
 import type { KvCache } from '../models/llama.ts';
 import { loadModel, type LoadedModel, type LoadOptions } from './load.ts';
 import { Rng } from './rng.ts';
@@ -224,6 +224,12 @@ export class Engine {
     } finally {
       for (const f of features) this.gpu.allocator.destroy(f);
     }
+  }
+
+  /** The plan (tiles, tokens) an image of this size gets; no GPU work. */
+  plan(width: number, height: number, opts: { detail?: ImageDetail; maxImageTokens?: number } = {}): ImagePlanReport {
+    const p = this.loaded.processor.planImage(width, height, { ...detailToPlanOptions(opts.detail), maxImageTokens: opts.maxImageTokens });
+    return { width, height, mode: p.mode, rows: p.rows, cols: p.cols, frames: p.frames, tiles: p.tiles, visualTokensBeforeCompression: p.visualTokens, visualTokens: p.visualTokens };
   }
 
   /** Which images (indices) own the `<image>` tokens of the run starting at `start`. */

@@ -1,0 +1,4 @@
+/** webvlm: small vision-language models on the user's GPU, in a browser tab, through WebGPU. */
+export { createEngine, type WebVLMEngine } from './api/engine.ts';
+export type * from './api/types.ts';
+export { WebVLMError, isWebVLMError, type WebVLMErrorCode } from './errors.ts';
