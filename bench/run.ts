@@ -38,6 +38,10 @@ const all: BenchResult[] = [];
 for (const adapter of adapters) {
   const browser = await launchChromium({ adapter });
   const page = await browser.newPage();
+  if (process.env.WEBVLM_BENCH_E2E_MODEL) {
+    const id = process.env.WEBVLM_BENCH_E2E_MODEL === 'test' ? 'webvlm/random-smolvlm-test' : process.env.WEBVLM_BENCH_E2E_MODEL;
+    await page.addInitScript((m) => ((globalThis as { __E2E_MODEL?: string }).__E2E_MODEL = m), id);
+  }
   page.on('pageerror', (e) => console.error(`[page error] ${e.message}`));
   await page.goto(`${server.origin}/bench/page.html`);
   await page.waitForFunction(() => (window as any).__bench !== undefined, undefined, { timeout: 60_000 });

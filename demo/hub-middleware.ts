@@ -11,6 +11,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 export const LOCAL_MODELS: Array<{ id: string; dir: string; label: string; random: boolean }> = [
   { id: 'webvlm/tiny-smolvlm', dir: 'tiny/checkpoint', label: 'tiny SmolVLM-layout model (trained here, embedded)', random: false },
   { id: 'webvlm/random-smolvlm-test', dir: 'generated/test', label: 'random-weight SmolVLM-layout test checkpoint', random: true },
+  { id: 'webvlm/random-smolvlm-256m', dir: 'generated/256m', label: 'random-weight checkpoint at SmolVLM-256M shapes (benchmarks)', random: true },
 ];
 
 export function availableLocalModels(modelsDir: string) {

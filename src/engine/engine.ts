@@ -153,6 +153,7 @@ export class Engine {
     const frameSize = 3 * M * M;
     let frame0 = 0;
     const features: GPUBuffer[] = [];
+    let seen: GPUBuffer | undefined;
     const tEnc = now();
     try {
       for (let i = 0; i < images.length; i++) {
@@ -166,7 +167,14 @@ export class Engine {
       const imageEncodeMs = now() - tEnc;
       if (aborted()) throw new WebVLMError('Aborted', 'The request was aborted before the prefill.');
       const tPre = now();
-      let logits = await model.forward(ids.slice(L), this.cache, features, 1);
+      // Greedy decoding picks tokens on the GPU (4 bytes read back per token); sampling reads the logits back
+      // and applies HF's exact rules on the CPU (the GPU sampler caps candidates at 256; see kernels/sampling.ts).
+      const greedy = (req.temperature ?? 0) === 0;
+      const penalty = req.repetitionPenalty ?? 1;
+      seen = greedy && penalty !== 1 ? model.newSeenMask(ids) : undefined;
+      const step = async (tokens: number[], feats: GPUBuffer[]): Promise<Float32Array | number> =>
+        greedy ? model.forwardArgmax(tokens, this.cache, feats, penalty, seen) : model.forward(tokens, this.cache, feats, 1);
+      let next = await step(ids.slice(L), features);
       this.cachedImages = keys;
       const prefillMs = now() - tPre;
       const ttft = now() - tStart;
@@ -180,7 +188,7 @@ export class Engine {
       let finish: FinishReason = 'length';
       const tDec = now();
       for (;;) {
-        const tok = sampleToken(logits, req, [...ids, ...generated], rng);
+        const tok = typeof next === 'number' ? next : sampleToken(next, req, [...ids, ...generated], rng);
         if (stopIds.has(tok)) {
           finish = 'stop';
           break;
@@ -201,7 +209,7 @@ export class Engine {
           finish = 'abort';
           break;
         }
-        logits = await model.forward([tok], this.cache, [], 1);
+        next = await step([tok], []);
       }
       if (finish !== 'stop' || !(req.stop ?? []).length) {
         const rest = matcher.push(decoder.flush()).emit + matcher.flush();
@@ -223,6 +231,7 @@ export class Engine {
       yield { type: 'done', text, finishReason: finish, usage };
     } finally {
       for (const f of features) this.gpu.allocator.destroy(f);
+      if (seen) this.gpu.allocator.destroy(seen);
     }
   }
 

@@ -6,7 +6,7 @@ import { WebVLMError } from '../errors.ts';
 import { acquireDevice, type AcquireOptions, type GpuCapabilities } from './device.ts';
 import { Arena, BufferAllocator } from './buffers.ts';
 import { PipelineCache } from './pipelines.ts';
-import { Recorder } from './recorder.ts';
+import { Recorder, type DispatchTiming } from './recorder.ts';
 import { chooseVariants, type VariantChoice } from './variants.ts';
 
 export class GpuContext {
@@ -16,6 +16,8 @@ export class GpuContext {
   /** Validation/out-of-memory errors the device reported without a scope (tests assert this stays empty). */
   readonly uncapturedErrors: string[] = [];
   lost: GPUDeviceLostInfo | null = null;
+  /** When set, every recorder submit is timed per dispatch (timestamp queries); see `profile()`. */
+  profiler: { entries: DispatchTiming[]; pending: Promise<void>[] } | null = null;
 
   constructor(
     readonly device: GPUDevice,
@@ -54,6 +56,26 @@ export class GpuContext {
   /** Waits until all submitted work has finished. */
   async sync(): Promise<void> {
     await this.device.queue.onSubmittedWorkDone();
+  }
+
+  /** Runs `fn` with per-dispatch GPU timing; returns its result and the time per dispatch label prefix. */
+  async profile<T>(fn: () => Promise<T>): Promise<{ result: T; byKernel: Array<{ kernel: string; ms: number; count: number }> }> {
+    this.profiler = { entries: [], pending: [] };
+    try {
+      const result = await fn();
+      await Promise.all(this.profiler.pending);
+      const agg = new Map<string, { ms: number; count: number }>();
+      for (const e of this.profiler.entries) {
+        const k = e.label.split(' ')[0];
+        const a = agg.get(k) ?? { ms: 0, count: 0 };
+        a.ms += e.ms;
+        a.count++;
+        agg.set(k, a);
+      }
+      return { result, byKernel: [...agg].map(([kernel, a]) => ({ kernel, ...a })).sort((x, y) => y.ms - x.ms) };
+    } finally {
+      this.profiler = null;
+    }
   }
 
   destroy(): void {

@@ -92,9 +92,14 @@ export class Recorder {
     this.ops.push({ kind: 'copy', src, srcOffset, dst, dstOffset, size });
   }
 
-  /** Encodes everything recorded into one command buffer and submits it. */
+  /** Encodes everything recorded into one command buffer and submits it (timed per dispatch while `gpu.profiler` is on). */
   submit(): void {
-    this.encodeAndSubmit(false);
+    const profiler = this.gpu.profiler;
+    if (profiler && this.gpu.caps.timestampQuery) {
+      profiler.pending.push(this.encodeAndSubmit(true)!.then((t) => void profiler.entries.push(...t)));
+    } else {
+      this.encodeAndSubmit(false);
+    }
   }
 
   /** Like submit, with one timestamped pass per dispatch; resolves to per-dispatch GPU times. */

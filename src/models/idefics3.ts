@@ -6,10 +6,12 @@
 import { WebVLMError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import type { Arena } from '../gpu/buffers.ts';
-import { readF32, upload } from '../gpu/io.ts';
-import { copy2d } from '../kernels/elementwise.ts';
-import { linear, Workspace } from './layers.ts';
-import { patchify, siglipForward } from './siglip.ts';
+import { readF32, readU32, upload } from '../gpu/io.ts';
+import type { Recorder } from '../gpu/recorder.ts';
+import { argmax, buildSeenMask } from '../kernels/sampling.ts';
+import { pixelShuffle } from '../kernels/pixel_shuffle.ts';
+import { linear, linearBytes, Workspace } from './layers.ts';
+import { siglipForward } from './siglip.ts';
 import { embedTokens, KvCache, llamaForward } from './llama.ts';
 import type { Idefics3Config } from './idefics3-config.ts';
 import { Idefics3WeightLoader, type Idefics3Weights, type WeightFormat } from './idefics3-weights.ts';
@@ -49,6 +51,14 @@ export class Idefics3Model {
     return this.arena.bytes;
   }
 
+  /** Weight bytes one decode step reads: every text layer, the final norm and lm_head (one embedding row aside). */
+  get textWeightBytes(): number {
+    const t = this.weights.text;
+    let n = linearBytes(t.lmHead) + t.norm.size;
+    for (const L of t.layers) n += linearBytes(L.qkv) + linearBytes(L.o) + linearBytes(L.gateUp) + linearBytes(L.down) + L.inputNorm.size + L.postNorm.size;
+    return n;
+  }
+
   /** Visual tokens one frame becomes. */
   get tokensPerFrame(): number {
     return this.cfg.vision.numPatches / (this.cfg.scaleFactor * this.cfg.scaleFactor);
@@ -71,13 +81,13 @@ export class Idefics3Model {
     const gpu = this.gpu;
     const ws = new Workspace(gpu);
     const rec = gpu.recorder('vision');
-    const patches = upload(gpu, patchify(pixels, frames, size, v.patchSize), 'vision/patches');
+    const pixelBuf = upload(gpu, pixels, 'vision/pixels');
     try {
-      const hidden = siglipForward(gpu, rec, ws, this.weights.vision, v, patches, frames);
+      const hidden = siglipForward(gpu, rec, ws, this.weights.vision, v, pixelBuf, frames);
       const s = this.cfg.scaleFactor, D = v.hiddenSize, side = v.patchesPerSide;
       const T = this.tokensPerFrame;
       const shuffled = ws.f32(frames * T * D * s * s, 'connector/shuffled');
-      pixelShuffle(gpu, rec, hidden, shuffled, frames, side, D, s);
+      pixelShuffle(gpu, rec, { x: hidden, out: shuffled, frames, h: side, w: side, D, s });
       const features = gpu.allocator.create(frames * T * this.cfg.text.hiddenSize * 4, undefined, 'image-features');
       linear(gpu, rec, this.weights.connector, shuffled, features, frames * T);
       rec.submit();
@@ -86,7 +96,7 @@ export class Idefics3Model {
     } finally {
       rec.destroy();
       ws.release();
-      gpu.allocator.destroy(patches);
+      gpu.allocator.destroy(pixelBuf);
     }
   }
 
@@ -95,6 +105,31 @@ export class Idefics3Model {
    * in order (all images' features concatenated in prompt order). Returns the logits of the last `logitRows`.
    */
   async forward(ids: number[], cache: KvCache, imageFeatures: GPUBuffer[] = [], logitRows = 1): Promise<Float32Array> {
+    const V = this.cfg.text.vocabSize;
+    const rows = Math.min(logitRows, ids.length);
+    return this.run(ids, cache, imageFeatures, rows, async (_rec, logits) => readF32(this.gpu, logits, rows * V));
+  }
+
+  /**
+   * Like `forward`, but picks the greedy next token on the GPU (argmax after HF's repetition penalty over the
+   * tokens marked in `seen`, a bitmask from `newSeenMask`, which this call updates) and reads back 4 bytes.
+   */
+  async forwardArgmax(ids: number[], cache: KvCache, imageFeatures: GPUBuffer[] = [], penalty = 1, seen?: GPUBuffer): Promise<number> {
+    const V = this.cfg.text.vocabSize;
+    return this.run(ids, cache, imageFeatures, 1, async (rec, logits, ws) => {
+      const out = ws.f32(1, 'text/token');
+      argmax(this.gpu, rec, { logits, out, V, penalty, seen, markSeen: seen !== undefined });
+      rec.submit();
+      return (await readU32(this.gpu, out, 1))[0];
+    }, true);
+  }
+
+  /** A GPU bitmask of seen token ids for `forwardArgmax`'s repetition penalty. The caller destroys it. */
+  newSeenMask(ids: ArrayLike<number>): GPUBuffer {
+    return upload(this.gpu, buildSeenMask(ids, this.cfg.text.vocabSize), 'seen-mask');
+  }
+
+  private async run<T>(ids: number[], cache: KvCache, imageFeatures: GPUBuffer[], rows: number, finish: (rec: Recorder, logits: GPUBuffer, ws: Workspace) => Promise<T>, recordMore = false): Promise<T> {
     const gpu = this.gpu;
     gpu.assertAlive();
     const t = this.cfg.text;
@@ -106,11 +141,10 @@ export class Idefics3Model {
       const h = ws.f32(S * H, 'text/h');
       embedTokens(rec, this.weights.text, H, ids, h, t.vocabSize);
       this.mergeImageFeatures(rec, ids, h, imageFeatures);
-      const rows = Math.min(logitRows, S);
       const logits = ws.f32(rows * t.vocabSize, 'text/logits');
       llamaForward(gpu, rec, ws, this.weights.text, t, cache, h, S, cache.length, logits, rows);
-      rec.submit();
-      const out = await readF32(gpu, logits, rows * t.vocabSize);
+      if (!recordMore) rec.submit();
+      const out = await finish(rec, logits, ws);
       cache.length += S;
       cache.tokens.push(...ids);
       return out;
@@ -120,7 +154,7 @@ export class Idefics3Model {
     }
   }
 
-  private mergeImageFeatures(rec: ReturnType<GpuContext['recorder']>, ids: number[], h: GPUBuffer, features: GPUBuffer[]): void {
+  private mergeImageFeatures(rec: Recorder, ids: number[], h: GPUBuffer, features: GPUBuffer[]): void {
     const H = this.cfg.text.hiddenSize;
     const img = this.cfg.imageTokenId;
     const available = features.reduce((s, f) => s + f.size / (H * 4), 0);
@@ -158,21 +192,4 @@ export class Idefics3Model {
   destroy(): void {
     this.arena.destroy();
   }
-}
-
-/**
- * Idefics3 pixel shuffle, per frame: out[I·(w/s)+J, (di·s+dj)·D + d] = x[(I·s+di)·w + J·s+dj, d].
- * For fixed (I, di) the source rows (I·s+di)·w … +w are contiguous and land as w/s output rows of s·D
- * values at column di·s·D: one strided 2-D copy each.
- */
-function pixelShuffle(gpu: GpuContext, rec: ReturnType<GpuContext['recorder']>, x: GPUBuffer, out: GPUBuffer, frames: number, side: number, D: number, s: number): void {
-  const w = side, T = (side / s) * (side / s);
-  for (let f = 0; f < frames; f++)
-    for (let I = 0; I < side / s; I++)
-      for (let di = 0; di < s; di++) {
-        copy2d(gpu, rec, {
-          src: x, dst: out, rows: w / s, cols: s * D, srcStride: s * D, dstStride: s * s * D,
-          srcOffset: (f * side * side + (I * s + di) * w) * D, dstOffset: (f * T + I * (w / s)) * s * s * D + di * s * D,
-        });
-      }
 }

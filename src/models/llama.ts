@@ -8,7 +8,9 @@ import type { GpuContext } from '../gpu/context.ts';
 import type { Recorder } from '../gpu/recorder.ts';
 import { WebVLMError } from '../errors.ts';
 import { rmsNorm } from '../kernels/norm.ts';
-import { add, copy2d, siluMul } from '../kernels/elementwise.ts';
+import { add, siluMul } from '../kernels/elementwise.ts';
+import { kvAppend } from '../kernels/kv_cache.ts';
+import { attentionDecode, attentionDecodeScratchBytes } from '../kernels/attention_decode.ts';
 import { rope } from '../kernels/rope.ts';
 import { attentionPrefill } from '../kernels/attention_prefill.ts';
 import { linear, type Linear, type Workspace } from './layers.ts';
@@ -91,6 +93,8 @@ export function llamaForward(
   const act = ws.f32(S * I, 'text/act');
   const eps = cfg.rmsNormEps;
   const cap = cache.capacity;
+  const decodeShape = { tokens: 1, kvLen: startPos + 1, heads: nh, kvHeads: nkv, headDim: hd };
+  const scratch = S === 1 ? ws.f32(Math.max(1, attentionDecodeScratchBytes(gpu, decodeShape) / 4), 'text/attn-scratch') : undefined;
   for (let l = 0; l < w.layers.length; l++) {
     const L = w.layers[l];
     rmsNorm(gpu, rec, { x: h, weight: L.inputNorm, out: n, rows: S, D: H, eps });
@@ -99,15 +103,23 @@ export function llamaForward(
       q: qkv, k: qkv, S, heads: nh, kvHeads: nkv, headDim: hd, theta: cfg.ropeTheta, startPos,
       qStride: qkvCols, kStride: qkvCols, qOffset: 0, kOffset: nh * hd,
     });
-    // Append this step's K and V rows to the cache: per KV head a strided [S, hd] block.
-    for (let j = 0; j < nkv; j++) {
-      copy2d(gpu, rec, { src: qkv, dst: cache.k[l], rows: S, cols: hd, srcStride: qkvCols, dstStride: hd, srcOffset: (nh + j) * hd, dstOffset: (j * cap + startPos) * hd });
-      copy2d(gpu, rec, { src: qkv, dst: cache.v[l], rows: S, cols: hd, srcStride: qkvCols, dstStride: hd, srcOffset: (nh + nkv + j) * hd, dstOffset: (j * cap + startPos) * hd });
-    }
-    attentionPrefill(gpu, rec, {
-      q: qkv, k: cache.k[l], v: cache.v[l], out: attn, seqLen: S, heads: nh, kvHeads: nkv, headDim: hd,
-      causal: true, past: startPos, qStride: qkvCols, qOffset: 0, kvLayout: { kind: 'cache', capacity: cap },
+    kvAppend(gpu, rec, {
+      kNew: qkv, vNew: qkv, kCache: cache.k[l], vCache: cache.v[l], n: S, pos: startPos, kvHeads: nkv, headDim: hd, capacity: cap,
+      srcStride: qkvCols, kOffset: nh * hd, vOffset: (nh + nkv) * hd,
     });
+    const kvLayout = { kind: 'cache' as const, capacity: cap };
+    if (S === 1) {
+      // Decode: split the context over workgroups (flash-decoding) and merge.
+      attentionDecode(gpu, rec, {
+        q: qkv, k: cache.k[l], v: cache.v[l], out: attn, scratch, tokens: 1, kvLen: startPos + 1, heads: nh, kvHeads: nkv, headDim: hd,
+        qStride: qkvCols, kvLayout,
+      });
+    } else {
+      attentionPrefill(gpu, rec, {
+        q: qkv, k: cache.k[l], v: cache.v[l], out: attn, seqLen: S, heads: nh, kvHeads: nkv, headDim: hd,
+        causal: true, past: startPos, qStride: qkvCols, qOffset: 0, kvLayout,
+      });
+    }
     linear(gpu, rec, L.o, attn, tmp, S);
     add(gpu, rec, { a: h, b: tmp, n: S * H });
     rmsNorm(gpu, rec, { x: h, weight: L.postNorm, out: n, rows: S, D: H, eps });

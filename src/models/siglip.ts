@@ -9,6 +9,7 @@ import type { Recorder } from '../gpu/recorder.ts';
 import { layerNorm } from '../kernels/norm.ts';
 import { add, geluTanh } from '../kernels/elementwise.ts';
 import { attentionPrefill } from '../kernels/attention_prefill.ts';
+import { patchEmbed } from '../kernels/patch_embed.ts';
 import { linear, type Linear, type Workspace } from './layers.ts';
 import type { Idefics3VisionConfig } from './idefics3-config.ts';
 
@@ -28,7 +29,7 @@ export interface SiglipLayer {
 }
 
 export interface SiglipWeights {
-  /** Conv2d weight [D, 3, p, p] seen as a linear layer over flattened patches [3·p·p]. */
+  /** Conv2d weight [D, 3, p, p] (f32) and bias, held as a linear layer over flattened patches [3·p·p]. */
   patch: Linear;
   /** [numPatches, D] */
   position: GPUBuffer;
@@ -36,38 +37,14 @@ export interface SiglipWeights {
   post: LayerNormWeights;
 }
 
-/**
- * Rearranges normalized pixels [frames, 3, H, W] into patch rows [frames·P, 3·p·p] with the
- * (c, i, j) order of a flattened Conv2d kernel, so the patch embedding is one matmul.
- */
-export function patchify(pixels: Float32Array, frames: number, size: number, p: number): Float32Array {
-  const side = size / p;
-  const P = side * side;
-  const cols = 3 * p * p;
-  const out = new Float32Array(frames * P * cols);
-  for (let f = 0; f < frames; f++)
-    for (let py = 0; py < side; py++)
-      for (let px = 0; px < side; px++) {
-        const row = (f * P + py * side + px) * cols;
-        for (let c = 0; c < 3; c++)
-          for (let i = 0; i < p; i++) {
-            const src = ((f * 3 + c) * size + py * p + i) * size + px * p;
-            out.set(pixels.subarray(src, src + p), row + (c * p + i) * p);
-          }
-      }
-  return out;
-}
-
-/** Encodes `frames` tiles; `patches` is patchify's output on the GPU. Returns [frames·P, D]. */
-export function siglipForward(gpu: GpuContext, rec: Recorder, ws: Workspace, w: SiglipWeights, cfg: Idefics3VisionConfig, patches: GPUBuffer, frames: number): GPUBuffer {
+/** Encodes `frames` tiles of normalized pixels [frames, 3, S, S] (on the GPU). Returns [frames·P, D]. */
+export function siglipForward(gpu: GpuContext, rec: Recorder, ws: Workspace, w: SiglipWeights, cfg: Idefics3VisionConfig, pixels: GPUBuffer, frames: number): GPUBuffer {
   const D = cfg.hiddenSize;
   const P = cfg.numPatches;
   const rows = frames * P;
   const x = ws.f32(rows * D, 'vision/x');
-  linear(gpu, rec, w.patch, patches, x, rows);
-  for (let f = 0; f < frames; f++) {
-    add(gpu, rec, { a: { buffer: x, offset: f * P * D * 4, size: P * D * 4 }, b: w.position, n: P * D });
-  }
+  // Conv2d(k = stride = p) + bias + position embedding (identity ids: every frame is a full tile), one kernel.
+  patchEmbed(gpu, rec, { pixels, weight: w.patch.f32!, bias: w.patch.bias, pos: w.position, out: x, frames, C: cfg.numChannels, H: cfg.imageSize, W: cfg.imageSize, p: cfg.patchSize, D });
   const n = ws.f32(rows * D, 'vision/norm');
   const qkv = ws.f32(rows * 3 * D, 'vision/qkv');
   const attn = ws.f32(rows * D, 'vision/attn');

@@ -1,0 +1,137 @@
+// Row normalisations over x[rows, D], one workgroup of WG invocations per row, f32 throughout.
+//   rms_norm:   y = w · (x · 1/√(mean(x²) + eps))                    (HF LlamaRMSNorm, computed in f32)
+//   layer_norm: y = (x − mean) · 1/√(mean((x − mean)²) + eps) · w + b  (nn.LayerNorm, biased variance)
+// LayerNorm takes the variance in a second pass over the deviations, not as E[x²] − E[x]², which cancels
+// badly for rows with a large mean; both passes work on x − x[row, 0] (see layer_norm). Each invocation strides over the row (coalesced); the row is re-read
+// per pass (it is at most 48 KiB, so it stays in cache). Reductions: subgroupAdd then one value per
+// subgroup through workgroup memory when SUBGROUPS, else a tree in workgroup memory.
+#if SUBGROUPS
+enable subgroups;
+#endif
+
+struct Params {
+  rows: u32,
+  D: u32,
+  eps: f32,
+  _pad: u32,
+}
+
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> w: array<f32>;
+// rms_norm: out at 2, params at 3. layer_norm: bias at 2, out at 3, params at 4.
+@group(0) @binding(2) var<storage, read_write> y_rms: array<f32>;
+@group(0) @binding(3) var<uniform> p_rms: Params;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y_ln: array<f32>;
+@group(0) @binding(4) var<uniform> p_ln: Params;
+
+const WG = 256u;
+var<workgroup> red: array<f32, WG>;
+
+struct Lane {
+  li: u32,
+  sg_lane: u32,
+  sg_size: u32,
+}
+
+// Sum of v over the workgroup; every invocation gets the total. Call from uniform control flow.
+fn wg_sum(v: f32, l: Lane) -> f32 {
+  workgroupBarrier(); // the previous call's readers are done with red
+#if SUBGROUPS
+  // Subgroups of a 1-D workgroup are contiguous runs of local_invocation_index (as in gemv.wgsl),
+  // so li / sg_size numbers them; any size from 1 to WG works.
+  let s = subgroupAdd(v);
+  if (l.sg_lane == 0u) { red[l.li / l.sg_size] = s; }
+  workgroupBarrier();
+  var t = 0.0;
+  let nsg = (WG + l.sg_size - 1u) / l.sg_size;
+  for (var i = 0u; i < nsg; i++) { t += red[i]; }
+  return t;
+#else
+  red[l.li] = v;
+  workgroupBarrier();
+  for (var stride = WG / 2u; stride > 0u; stride >>= 1u) {
+    if (l.li < stride) { red[l.li] += red[l.li + stride]; }
+    workgroupBarrier();
+  }
+  return red[0];
+#endif
+}
+
+fn row_of(wg: vec3<u32>, nwg: vec3<u32>) -> u32 {
+  return wg.x + wg.y * nwg.x;
+}
+
+@compute @workgroup_size(WG)
+fn rms_norm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) li: u32
+#if SUBGROUPS
+            , @builtin(subgroup_invocation_id) sg_lane: u32, @builtin(subgroup_size) sg_size: u32
+#endif
+            ) {
+#if SUBGROUPS
+  let l = Lane(li, sg_lane, sg_size);
+#else
+  let l = Lane(li, 0u, 1u);
+#endif
+  let row = row_of(wg, nwg);
+  // The grid may hold a few extra workgroups (x·y ≥ rows); they skip the work but still reach every barrier.
+  let live = row < p_rms.rows;
+  let D = p_rms.D;
+  let base = row * D;
+  var ss = 0.0;
+  if (live) {
+    for (var i = li; i < D; i += WG) {
+      let v = x[base + i];
+      ss = fma(v, v, ss);
+    }
+  }
+  let total = wg_sum(ss, l);
+  if (!live) { return; }
+  let inv = inverseSqrt(total / f32(D) + p_rms.eps);
+  for (var i = li; i < D; i += WG) {
+    y_rms[base + i] = w[i] * (x[base + i] * inv);
+  }
+}
+
+@compute @workgroup_size(WG)
+fn layer_norm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) li: u32
+#if SUBGROUPS
+              , @builtin(subgroup_invocation_id) sg_lane: u32, @builtin(subgroup_size) sg_size: u32
+#endif
+              ) {
+#if SUBGROUPS
+  let l = Lane(li, sg_lane, sg_size);
+#else
+  let l = Lane(li, 0u, 1u);
+#endif
+  let row = row_of(wg, nwg);
+  let live = row < p_ln.rows;
+  let D = p_ln.D;
+  let base = row * D;
+  // Sum x − x[row, 0] rather than x: the shifted terms are small, so a large row mean (SigLIP residual
+  // streams have them) does not cost the sum its low bits.
+  var s = 0.0;
+  var pivot = 0.0;
+  if (live) {
+    pivot = x[base];
+    for (var i = li; i < D; i += WG) { s += x[base + i] - pivot; }
+  }
+  // Deviations are taken as (x − pivot) − shift, not x − mean: x − pivot is exact for nearby values and
+  // the shift is small, so the mean's own rounding (half an ULP of |mean|) does not enter.
+  let shift = wg_sum(s, l) / f32(D);
+  var sq = 0.0;
+  if (live) {
+    for (var i = li; i < D; i += WG) {
+      let d = (x[base + i] - pivot) - shift;
+      sq = fma(d, d, sq);
+    }
+  }
+  let var_ = wg_sum(sq, l) / f32(D);
+  if (!live) { return; }
+  let inv = inverseSqrt(var_ + p_ln.eps);
+  for (var i = li; i < D; i += WG) {
+    y_ln[base + i] = ((x[base + i] - pivot) - shift) * inv * w[i] + b[i];
+  }
+}

@@ -1,0 +1,212 @@
+/**
+ * Typed parser/validator for an Idefics3 (SmolVLM) `config.json`.
+ *
+ * Defaults are Hugging Face's (transformers `models/idefics3/configuration_idefics3.py` for the top level and
+ * `Idefics3VisionConfig`, `models/llama/configuration_llama.py` for `text_config`), so a key missing from the
+ * JSON means what it means to transformers. What we refuse — with `WebVLMError('UnsupportedModel')` — is what
+ * transformers would refuse, what our kernels do not implement (other activations, RoPE scaling, biases in the
+ * Llama projections), and keys that are inconsistent with each other (e.g. heads not dividing the hidden size,
+ * an image token outside the vocabulary). `vision_config` and `text_config` must be present: transformers would
+ * fall back to Idefics3-8B / Llama-7B sizes, which is never what a small-VLM checkpoint means.
+ */
+import { WebVLMError } from '../errors.ts';
+
+export interface Idefics3VisionConfig {
+  hiddenSize: number;
+  intermediateSize: number;
+  numHiddenLayers: number;
+  numAttentionHeads: number;
+  /** hiddenSize / numAttentionHeads (SigLIP has no separate head_dim key). */
+  headDim: number;
+  numChannels: number;
+  imageSize: number;
+  patchSize: number;
+  /** imageSize / patchSize */
+  patchesPerSide: number;
+  /** patchesPerSide² = rows of the learned position embedding. */
+  numPatches: number;
+  hiddenAct: 'gelu_pytorch_tanh';
+  layerNormEps: number;
+}
+
+export interface Idefics3TextConfig {
+  vocabSize: number;
+  hiddenSize: number;
+  intermediateSize: number;
+  numHiddenLayers: number;
+  numAttentionHeads: number;
+  numKeyValueHeads: number;
+  /** config `head_dim`, else hiddenSize / numAttentionHeads (LlamaAttention). */
+  headDim: number;
+  hiddenAct: 'silu';
+  rmsNormEps: number;
+  ropeTheta: number;
+  maxPositionEmbeddings: number;
+  bosTokenId: number | null;
+  /** text_config `eos_token_id` as a list (may be empty); generation_config.json may say otherwise. */
+  eosTokenIds: number[];
+  padTokenId: number | null;
+}
+
+export interface Idefics3Config {
+  modelType: 'idefics3';
+  imageTokenId: number;
+  scaleFactor: number;
+  /** Top-level `tie_word_embeddings` (Idefics3Config default false): lm_head shares embed_tokens. */
+  tieWordEmbeddings: boolean;
+  /** `torch_dtype` / `dtype` as written in the file, if any (informational). */
+  dtype: string | null;
+  vision: Idefics3VisionConfig;
+  text: Idefics3TextConfig;
+  /** Image tokens per frame: (patchesPerSide / scaleFactor)². */
+  imageSeqLen: number;
+  /** Connector input width: vision hiddenSize · scaleFactor². */
+  connectorInputSize: number;
+}
+
+type Json = Record<string, unknown>;
+
+function fail(message: string, details?: Record<string, unknown>): never {
+  throw new WebVLMError('UnsupportedModel', `config.json: ${message}`, { details });
+}
+
+function isObject(v: unknown): v is Json {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Positive integer at `obj[key]`, HF default when absent/null. */
+function int(obj: Json, key: string, where: string, dflt?: number, min = 1): number {
+  const v = obj[key] ?? dflt;
+  if (v === undefined) fail(`${where}.${key} is missing`);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) fail(`${where}.${key} must be an integer ≥ ${min}, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function num(obj: Json, key: string, where: string, dflt: number): number {
+  const v = obj[key] ?? dflt;
+  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) fail(`${where}.${key} must be a positive number, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function bool(obj: Json, key: string, where: string, dflt: boolean): boolean {
+  const v = obj[key] ?? dflt;
+  if (typeof v !== 'boolean') fail(`${where}.${key} must be a boolean, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function optId(obj: Json, key: string, where: string, dflt: number | null): number | null {
+  const v = key in obj ? obj[key] : dflt;
+  if (v === null || v === undefined) return null;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) fail(`${where}.${key} must be a token id, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function parseVision(vc: Json): Idefics3VisionConfig {
+  const w = 'vision_config';
+  // Defaults: Idefics3VisionConfig.__init__.
+  const hiddenSize = int(vc, 'hidden_size', w, 1152);
+  const intermediateSize = int(vc, 'intermediate_size', w, 3072);
+  const numHiddenLayers = int(vc, 'num_hidden_layers', w, 12);
+  const numAttentionHeads = int(vc, 'num_attention_heads', w, 16);
+  const numChannels = int(vc, 'num_channels', w, 3);
+  const imageSize = int(vc, 'image_size', w, 224);
+  const patchSize = int(vc, 'patch_size', w, 32);
+  const hiddenAct = vc.hidden_act ?? 'gelu_pytorch_tanh';
+  const layerNormEps = num(vc, 'layer_norm_eps', w, 1e-6);
+  if (hiddenAct !== 'gelu_pytorch_tanh') fail(`${w}.hidden_act ${JSON.stringify(hiddenAct)} is not supported (only gelu_pytorch_tanh)`);
+  // Idefics3VisionAttention raises on this.
+  if (hiddenSize % numAttentionHeads !== 0) fail(`${w}.hidden_size ${hiddenSize} is not divisible by num_attention_heads ${numAttentionHeads}`);
+  if (imageSize % patchSize !== 0) fail(`${w}.image_size ${imageSize} is not a multiple of patch_size ${patchSize}`);
+  const patchesPerSide = imageSize / patchSize;
+  return {
+    hiddenSize, intermediateSize, numHiddenLayers, numAttentionHeads, headDim: hiddenSize / numAttentionHeads,
+    numChannels, imageSize, patchSize, patchesPerSide, numPatches: patchesPerSide * patchesPerSide,
+    hiddenAct, layerNormEps,
+  };
+}
+
+function ropeTheta(tc: Json, w: string): number {
+  // transformers ≤ 4.5x: `rope_theta` + `rope_scaling`; v5: `rope_parameters: {rope_type, rope_theta}`.
+  const params = tc.rope_parameters;
+  if (params !== undefined && params !== null) {
+    if (!isObject(params)) fail(`${w}.rope_parameters must be an object`);
+    const type = params.rope_type ?? params.type ?? 'default';
+    if (type !== 'default') fail(`${w}.rope_parameters.rope_type ${JSON.stringify(type)} is not supported (only default RoPE)`);
+    if (params.partial_rotary_factor !== undefined && params.partial_rotary_factor !== 1) fail(`${w}.rope_parameters.partial_rotary_factor is not supported`);
+    if (params.rope_theta !== undefined) return num(params, 'rope_theta', `${w}.rope_parameters`, 10000);
+  }
+  const scaling = tc.rope_scaling;
+  if (scaling !== undefined && scaling !== null) {
+    if (!isObject(scaling)) fail(`${w}.rope_scaling must be an object or null`);
+    const type = scaling.rope_type ?? scaling.type;
+    if (type !== 'default') fail(`${w}.rope_scaling type ${JSON.stringify(type)} is not supported (only default RoPE)`);
+  }
+  return num(tc, 'rope_theta', w, 10000);
+}
+
+function parseText(tc: Json): Idefics3TextConfig {
+  const w = 'text_config';
+  const modelType = tc.model_type ?? 'llama'; // Idefics3Config fills "llama" when absent
+  if (modelType !== 'llama') fail(`${w}.model_type ${JSON.stringify(modelType)} is not supported (only llama)`);
+  // Defaults: LlamaConfig.__init__.
+  const vocabSize = int(tc, 'vocab_size', w, 32000);
+  const hiddenSize = int(tc, 'hidden_size', w, 4096);
+  const intermediateSize = int(tc, 'intermediate_size', w, 11008);
+  const numHiddenLayers = int(tc, 'num_hidden_layers', w, 32);
+  const numAttentionHeads = int(tc, 'num_attention_heads', w, 32);
+  const numKeyValueHeads = int(tc, 'num_key_value_heads', w, numAttentionHeads);
+  const hiddenAct = tc.hidden_act ?? 'silu';
+  const rmsNormEps = num(tc, 'rms_norm_eps', w, 1e-6);
+  const maxPositionEmbeddings = int(tc, 'max_position_embeddings', w, 2048);
+  if (hiddenAct !== 'silu') fail(`${w}.hidden_act ${JSON.stringify(hiddenAct)} is not supported (only silu)`);
+  if (bool(tc, 'attention_bias', w, false)) fail(`${w}.attention_bias true is not supported`);
+  if (bool(tc, 'mlp_bias', w, false)) fail(`${w}.mlp_bias true is not supported`);
+  const pretrainingTp = tc.pretraining_tp ?? 1;
+  if (pretrainingTp !== 1) fail(`${w}.pretraining_tp ${JSON.stringify(pretrainingTp)} is not supported`);
+  if (numAttentionHeads % numKeyValueHeads !== 0) {
+    fail(`${w}.num_attention_heads ${numAttentionHeads} is not a multiple of num_key_value_heads ${numKeyValueHeads}`);
+  }
+  let headDim: number;
+  if (tc.head_dim === undefined || tc.head_dim === null) {
+    if (hiddenSize % numAttentionHeads !== 0) fail(`${w}.hidden_size ${hiddenSize} is not divisible by num_attention_heads ${numAttentionHeads} and head_dim is not given`);
+    headDim = hiddenSize / numAttentionHeads;
+  } else {
+    headDim = int(tc, 'head_dim', w);
+  }
+  if (headDim % 2 !== 0) fail(`${w} head_dim ${headDim} must be even for RoPE`);
+  const eos = 'eos_token_id' in tc ? tc.eos_token_id : 2;
+  const eosList = eos === null || eos === undefined ? [] : Array.isArray(eos) ? eos : [eos];
+  for (const e of eosList) if (typeof e !== 'number' || !Number.isInteger(e) || e < 0) fail(`${w}.eos_token_id must be token id(s), got ${JSON.stringify(eos)}`);
+  return {
+    vocabSize, hiddenSize, intermediateSize, numHiddenLayers, numAttentionHeads, numKeyValueHeads, headDim,
+    hiddenAct, rmsNormEps, ropeTheta: ropeTheta(tc, w), maxPositionEmbeddings,
+    bosTokenId: optId(tc, 'bos_token_id', w, 1), eosTokenIds: eosList as number[], padTokenId: optId(tc, 'pad_token_id', w, null),
+  };
+}
+
+/** Parse and validate a parsed `config.json` object. Throws `WebVLMError('UnsupportedModel')`. */
+export function parseIdefics3Config(json: unknown): Idefics3Config {
+  if (!isObject(json)) fail('not a JSON object');
+  if (json.model_type !== 'idefics3') fail(`model_type ${JSON.stringify(json.model_type)} is not supported (expected "idefics3")`, { modelType: json.model_type });
+  if (!isObject(json.vision_config)) fail('vision_config is missing');
+  if (!isObject(json.text_config)) fail('text_config is missing');
+  const vision = parseVision(json.vision_config);
+  const text = parseText(json.text_config);
+  const scaleFactor = int(json, 'scale_factor', 'config', 2);
+  const imageTokenId = int(json, 'image_token_id', 'config', 128257, 0);
+  const tieWordEmbeddings = bool(json, 'tie_word_embeddings', 'config', false);
+  // pixel_shuffle views [h, w, D] as [h, w/s, D·s]: the patch grid must split evenly.
+  if (vision.patchesPerSide % scaleFactor !== 0) {
+    fail(`patches per side ${vision.patchesPerSide} (image_size/patch_size) is not a multiple of scale_factor ${scaleFactor}`);
+  }
+  if (imageTokenId >= text.vocabSize) fail(`image_token_id ${imageTokenId} is outside text_config.vocab_size ${text.vocabSize}`);
+  const dtype = json.torch_dtype ?? json.dtype ?? null;
+  const perSide = vision.patchesPerSide / scaleFactor;
+  return {
+    modelType: 'idefics3', imageTokenId, scaleFactor, tieWordEmbeddings,
+    dtype: typeof dtype === 'string' ? dtype : null,
+    vision, text,
+    imageSeqLen: perSide * perSide,
+    connectorInputSize: vision.hiddenSize * scaleFactor * scaleFactor,
+  };
+}
