@@ -3,12 +3,15 @@
  * Linear weights are quantized to int4 on load (or kept f32); q/k/v and gate/up are fused row-wise by
  * writing each part at its row offset of one preallocated buffer, so nothing waits for its partners.
  * What stays f32 and why: norms, biases and position embeddings (tiny, and precision-critical);
- * the patch embedding (the first layer; 0.6 M params); embed_tokens (rows are gathered by buffer copy).
+ * the patch embedding (the first layer; 0.6 M params). embed_tokens is an f16 table in int4 mode (SmolVLM's
+ * bf16 values convert to f16 without loss unless below 6e-8 or above 65504; half of f32's bytes, and only
+ * gathered rows are read), f32 in f32 mode. A tied lm_head is quantized from the same tensor.
  */
 import { WebVLMError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import type { Arena } from '../gpu/buffers.ts';
 import { int4Layout, quantizeInt4 } from '../kernels/int4.ts';
+import { f32ToF16 } from '../kernels/dtype.ts';
 import type { Linear } from './layers.ts';
 import type { Idefics3Config } from './idefics3-config.ts';
 import type { SiglipLayer, SiglipWeights, LayerNormWeights } from './siglip.ts';
@@ -23,6 +26,8 @@ export interface Idefics3Weights {
 export type WeightFormat = 'int4' | 'f32';
 
 interface Slot {
+  /** embed_tokens: the token table (and a tied lm_head). */
+  embed?: boolean;
   /** The fused linear this tensor belongs to, and its first row there. */
   linear?: { lin: Linear; row0: number; bias: boolean; quantize: boolean };
   /** Or a plain f32 buffer it fills whole. */
@@ -60,8 +65,10 @@ export class Idefics3WeightLoader {
     this.rows('model.connector.modality_projection.proj', connector, 0, [H, cfg.connectorInputSize], false);
 
     const nh = t.numAttentionHeads, nkv = t.numKeyValueHeads, hd = t.headDim, I = t.intermediateSize;
-    const text: LlamaWeights = { embed: null!, layers: [], norm: null!, lmHead: this.linear(t.vocabSize, H, false) };
-    this.plain(`${T}embed_tokens.weight`, [t.vocabSize, H], (b) => (text.embed = b));
+    // A tied lm_head in f32 mode shares the embedding buffer (filled in putEmbedding); otherwise it has its own.
+    const sharedHead = cfg.tieWordEmbeddings && format === 'f32';
+    const text: LlamaWeights = { embed: null!, layers: [], norm: null!, lmHead: sharedHead ? { N: t.vocabSize, K: H } : this.linear(t.vocabSize, H, false) };
+    this.slots.set(`${T}embed_tokens.weight`, { shape: [t.vocabSize, H], embed: true });
     this.plain(`${T}norm.weight`, [H], (b) => (text.norm = b));
     if (!cfg.tieWordEmbeddings) this.rows('lm_head', text.lmHead, 0, [t.vocabSize, H], false);
     for (let i = 0; i < t.numHiddenLayers; i++) {
@@ -99,6 +106,7 @@ export class Idefics3WeightLoader {
       throw new WebVLMError('CorruptCheckpoint', `Tensor ${name} has shape [${shape}], config.json implies [${slot.shape}].`);
     }
     this.seen.add(name);
+    if (slot.embed) return this.putEmbedding(values);
     if (slot.set) {
       const b = this.arena.buffer(values.byteLength, undefined, name);
       this.gpu.device.queue.writeBuffer(b, 0, values.buffer, values.byteOffset, values.byteLength);
@@ -128,11 +136,27 @@ export class Idefics3WeightLoader {
     if (missing.length) {
       throw new WebVLMError('CorruptCheckpoint', `The checkpoint lacks ${missing.length} tensor(s) config.json implies, e.g. ${missing.slice(0, 3).join(', ')}.`);
     }
-    if (this.cfg.tieWordEmbeddings) {
-      // Tied: lm_head is embed_tokens. Kept f32 (the gather needs f32 rows anyway).
-      this.weights.text.lmHead = { N: this.cfg.text.vocabSize, K: this.cfg.text.hiddenSize, f32: this.weights.text.embed };
-    }
     return this.weights;
+  }
+
+  private putEmbedding(values: Float32Array): void {
+    const { vocabSize: V, hiddenSize: D } = this.cfg.text;
+    const text = this.weights.text;
+    if (this.format === 'int4') {
+      const bits = f32ToF16(values);
+      const data = this.arena.buffer(bits.byteLength, undefined, 'embed_tokens/f16');
+      this.gpu.device.queue.writeBuffer(data, 0, bits.buffer, bits.byteOffset, bits.byteLength);
+      text.embed = { dtype: 'f16', data, V, D };
+    } else {
+      const data = this.arena.buffer(values.byteLength, undefined, 'embed_tokens/f32');
+      this.gpu.device.queue.writeBuffer(data, 0, values.buffer, values.byteOffset, values.byteLength);
+      text.embed = { dtype: 'f32', data, V, D };
+      if (this.cfg.tieWordEmbeddings) text.lmHead.f32 = data;
+    }
+    if (this.cfg.tieWordEmbeddings && this.format === 'int4') {
+      this.slots.set('lm_head.weight', { linear: { lin: text.lmHead, row0: 0, bias: false, quantize: true }, shape: [V, D] });
+      this.put('lm_head.weight', [V, D], values);
+    }
   }
 
   private ln(): LayerNormWeights {

@@ -139,7 +139,7 @@ export class Idefics3Model {
     const rec = gpu.recorder('text');
     try {
       const h = ws.f32(S * H, 'text/h');
-      embedTokens(rec, this.weights.text, H, ids, h, t.vocabSize);
+      embedTokens(gpu, rec, this.weights.text, ids, ws.f32(S, 'text/ids'), h);
       this.mergeImageFeatures(rec, ids, h, imageFeatures);
       const logits = ws.f32(rows * t.vocabSize, 'text/logits');
       llamaForward(gpu, rec, ws, this.weights.text, t, cache, h, S, cache.length, logits, rows);

@@ -10,6 +10,7 @@ import { WebVLMError } from '../errors.ts';
 import { rmsNorm } from '../kernels/norm.ts';
 import { add, siluMul } from '../kernels/elementwise.ts';
 import { kvAppend } from '../kernels/kv_cache.ts';
+import { embedding, type EmbeddingTable } from '../kernels/embedding.ts';
 import { attentionDecode, attentionDecodeScratchBytes } from '../kernels/attention_decode.ts';
 import { rope } from '../kernels/rope.ts';
 import { attentionPrefill } from '../kernels/attention_prefill.ts';
@@ -26,8 +27,8 @@ export interface LlamaLayer {
 }
 
 export interface LlamaWeights {
-  /** embed_tokens [vocab, H], f32: rows are copied into the hidden state (a gather by buffer copies). */
-  embed: GPUBuffer;
+  /** embed_tokens [vocab, H]: f32 or f16 table, gathered by the embedding kernel. */
+  embed: EmbeddingTable;
   layers: LlamaLayer[];
   norm: GPUBuffer;
   lmHead: Linear;
@@ -62,13 +63,17 @@ export class KvCache {
   }
 }
 
-/** Copies embedding rows for `ids` into h[0..ids.length). */
-export function embedTokens(rec: Recorder, w: LlamaWeights, H: number, ids: ArrayLike<number>, h: GPUBuffer, vocab: number): void {
+/** Gathers the embedding rows of `ids` into h[0..ids.length) (ids uploaded as u32 into `idsBuf`). */
+export function embedTokens(gpu: GpuContext, rec: Recorder, w: LlamaWeights, ids: ArrayLike<number>, idsBuf: GPUBuffer, h: GPUBuffer): void {
+  const V = w.embed.dtype === 'int4' ? w.embed.weights.N : w.embed.V;
+  const u = new Uint32Array(ids.length);
   for (let s = 0; s < ids.length; s++) {
     const id = ids[s];
-    if (!(id >= 0 && id < vocab)) throw new WebVLMError('InvalidArgument', `token id ${id} is outside the vocabulary (${vocab}).`);
-    rec.copy(w.embed, id * H * 4, h, s * H * 4, H * 4);
+    if (!(Number.isInteger(id) && id >= 0 && id < V)) throw new WebVLMError('InvalidArgument', `token id ${id} is outside the vocabulary (${V}).`);
+    u[s] = id;
   }
+  gpu.device.queue.writeBuffer(idsBuf, 0, u);
+  embedding(gpu, rec, { ids: idsBuf, table: w.embed, out: h, T: ids.length });
 }
 
 /**

@@ -19,6 +19,7 @@ import { startHubServer, type HubServer } from '../helpers/hub-server.ts';
 import { readSafetensors } from '../reference/read-safetensors.ts';
 import { Idefics3Reference, argmax, type WeightMap } from '../reference/idefics3-ref.ts';
 import { quantizeInt4, dequantizeInt4 } from '../../src/kernels/int4.ts';
+import { roundToF16 } from '../../src/kernels/dtype.ts';
 import { compare } from '../harness/check.ts';
 
 const REPO = 'webvlm-test/random-smolvlm';
@@ -37,7 +38,8 @@ function testImage(width: number, height: number) {
   return { width, height, channels: 4 as const, data };
 }
 
-/** The linear weights webvlm quantizes (see src/models/idefics3-weights.ts): every nn.Linear but the patch embedding. */
+/** The linear weights webvlm quantizes (see src/models/idefics3-weights.ts): every nn.Linear but the patch embedding;
+ * embed_tokens becomes f16. */
 function isQuantized(name: string): boolean {
   return /(_proj|fc1|fc2|proj)\.weight$/.test(name) || name === 'lm_head.weight';
 }
@@ -46,6 +48,11 @@ function dequantizedWeights(w: WeightMap): { map: WeightMap; relL2: number } {
   const out: WeightMap = new Map();
   let num = 0, den = 0;
   for (const [name, t] of w) {
+    if (name === 'model.text_model.embed_tokens.weight') {
+      // int4 mode keeps the token table in f16.
+      out.set(name, { shape: t.shape, data: Float32Array.from(t.data, roundToF16) });
+      continue;
+    }
     if (!isQuantized(name) || t.shape.length !== 2) {
       out.set(name, t);
       continue;
