@@ -1,0 +1,507 @@
+/**
+ * Files of a Hugging Face model repository over HTTP: `{baseUrl}/{repo}/resolve/{revision}/{file}`.
+ *
+ * `FileSource.open(file)` gives a `FileHandle` (size, sha256 when known, `stream()`, `range()`), so a Cache API
+ * layer can wrap or replace the network without touching the loaders. The hub implementation:
+ * - retries network errors, 408/429 and 5xx with exponential backoff (honouring Retry-After), and resumes a
+ *   dropped or stalled connection with `Range: bytes=N-` (a server that ignores Range is handled by skipping);
+ * - verifies the size (x-linked-size / Content-Length / the hub API) and the sha256 while streaming, with an
+ *   incremental SHA-256 (`sha256.ts`): the last chunk is only delivered once the digest matched, so a consumer
+ *   that reads to the end never accepts a corrupt file. The sha256 comes from the hub API (`?blobs=true`, the only
+ *   source a browser can read after the LFS redirect), else `x-linked-etag`, else a strong 64-hex ETag of a
+ *   response that was not redirected. Git (non-LFS) files have a sha1 ETag and are size-checked only.
+ * - reports `{ phase: 'download', file, loaded, total }` progress (total 0 when unknown).
+ */
+import { WebVLMError } from '../errors.ts';
+import { Sha256 } from './sha256.ts';
+import { abortError, childController, encoded, isRetryStatus, parseSize, retryAfter, Retryable, shaFromEtag, sleep } from './http-util.ts';
+
+export type LoadPhase = 'download' | 'parse' | 'quantize' | 'upload';
+
+/** Structured load progress. `total` is 0 when unknown. Assignable to the public `LoadProgress`. */
+export interface LoadProgressEvent {
+  phase: LoadPhase;
+  file: string;
+  loaded: number;
+  total: number;
+}
+export type ProgressCallback = (e: LoadProgressEvent) => void;
+
+export interface StreamOptions {
+  signal?: AbortSignal;
+  onProgress?: ProgressCallback;
+}
+
+/** One file of a model, wherever it comes from (network, cache, memory). */
+export interface FileHandle {
+  readonly name: string;
+  /** Bytes, when the source knows them up front. */
+  readonly size: number | null;
+  /** Lower-case hex sha256 when the source knows it (then `stream()` verifies it). */
+  readonly sha256: string | null;
+  /** The whole file; each call starts a new read. Errors with `WebVLMError`s. */
+  stream(opts?: StreamOptions): ReadableStream<Uint8Array>;
+  /** Bytes [start, end) (not hash-checked: only whole files are). */
+  range(start: number, end: number, opts?: { signal?: AbortSignal }): Promise<Uint8Array>;
+}
+
+export interface FileSource {
+  /** Describes one file, or null when it does not exist. */
+  open(file: string, opts?: { signal?: AbortSignal }): Promise<FileHandle | null>;
+}
+
+export interface HubOptions {
+  /** Branch, tag or commit. Default 'main'. */
+  revision?: string;
+  /** Default 'https://huggingface.co'. */
+  baseUrl?: string;
+  /** Extra request headers (e.g. `Authorization: Bearer hf_…` for gated models). */
+  headers?: Record<string, string>;
+  signal?: AbortSignal;
+  /** Default progress callback for streams of this source. */
+  onProgress?: ProgressCallback;
+  fetch?: typeof fetch;
+  /** Attempts after the first failure in a row (a failure after new bytes arrived starts a new row). Default 5. */
+  retries?: number;
+  /** First backoff delay; doubles per failure in a row, with ±25 % jitter. Default 500 ms. */
+  retryDelayMs?: number;
+  maxRetryDelayMs?: number;
+  /** No byte for this long: the connection is treated as dropped and resumed. Default 30 s. */
+  stallTimeoutMs?: number;
+  /** Verify sha256 when known. Default true. */
+  verifyHash?: boolean;
+  /** Ask `{baseUrl}/api/models/{repo}/revision/{rev}?blobs=true` for sizes and LFS sha256s. Default true. */
+  useApi?: boolean;
+}
+
+/** `{base}/{repo}/resolve/{revision}/{file}`, each segment percent-encoded (the revision as one segment). */
+export function hubUrl(model: string, file: string, opts: { revision?: string; baseUrl?: string } = {}): string {
+  checkPath('model id', model);
+  checkPath('file', file);
+  const base = (opts.baseUrl ?? 'https://huggingface.co').replace(/\/+$/, '');
+  const rev = opts.revision ?? 'main';
+  if (!rev) throw new WebVLMError('InvalidArgument', 'revision must not be empty.');
+  return `${base}/${encodePath(model)}/resolve/${encodeURIComponent(rev)}/${encodePath(file)}`;
+}
+
+function checkPath(what: string, p: string): void {
+  if (typeof p !== 'string' || !p || p.startsWith('/') || p.endsWith('/') || p.split('/').some((s) => s === '' || s === '.' || s === '..')) {
+    throw new WebVLMError('InvalidArgument', `Invalid ${what} ${JSON.stringify(p)}: expected a relative path like "owner/name".`);
+  }
+}
+
+const encodePath = (p: string) => p.split('/').map(encodeURIComponent).join('/');
+
+interface FileMeta {
+  size: number | null;
+  /** True when `size` is authoritative (LFS size from the hub); false for a plain Content-Length. */
+  sizeExact: boolean;
+  sha256: string | null;
+}
+
+interface ApiSibling {
+  rfilename?: unknown;
+  size?: unknown;
+  lfs?: { sha256?: unknown; size?: unknown } | null;
+}
+
+export class HubSource implements FileSource {
+  readonly model: string;
+  readonly revision: string;
+  readonly baseUrl: string;
+  private readonly opts: HubOptions;
+  private readonly fetchFn: typeof fetch;
+  private apiMeta: Promise<Map<string, { size: number | null; sha256: string | null }> | null> | null = null;
+
+  constructor(model: string, opts: HubOptions = {}) {
+    checkPath('model id', model);
+    this.model = model;
+    this.revision = opts.revision ?? 'main';
+    this.baseUrl = (opts.baseUrl ?? 'https://huggingface.co').replace(/\/+$/, '');
+    this.opts = opts;
+    this.fetchFn = opts.fetch ?? ((input, init) => globalThis.fetch(input, init));
+  }
+
+  url(file: string): string {
+    return hubUrl(this.model, file, { revision: this.revision, baseUrl: this.baseUrl });
+  }
+
+  private get retries(): number {
+    return this.opts.retries ?? 5;
+  }
+
+  private backoff(failures: number, hintMs?: number): number {
+    const base = this.opts.retryDelayMs ?? 500;
+    const max = this.opts.maxRetryDelayMs ?? 10_000;
+    const exp = Math.min(max, base * 2 ** (failures - 1));
+    const jittered = exp * (0.75 + Math.random() * 0.5);
+    return Math.min(max, Math.max(jittered, hintMs ?? 0));
+  }
+
+  /** Sizes and LFS sha256s from the hub API, fetched once; null when the API is unavailable (mirrors, offline). */
+  private api(signal?: AbortSignal): Promise<Map<string, { size: number | null; sha256: string | null }> | null> {
+    if (this.opts.useApi === false) return Promise.resolve(null);
+    this.apiMeta ??= (async () => {
+      try {
+        const url = `${this.baseUrl}/api/models/${encodePath(this.model)}/revision/${encodeURIComponent(this.revision)}?blobs=true`;
+        const res = await this.fetchFn(url, { headers: this.opts.headers, signal: signal ?? this.opts.signal });
+        if (!res.ok) {
+          await res.body?.cancel();
+          return null;
+        }
+        const json = (await res.json()) as { siblings?: ApiSibling[] };
+        if (!Array.isArray(json.siblings)) return null;
+        const map = new Map<string, { size: number | null; sha256: string | null }>();
+        for (const s of json.siblings) {
+          if (typeof s?.rfilename !== 'string') continue;
+          const lfsSize = typeof s.lfs?.size === 'number' ? s.lfs.size : null;
+          const size = lfsSize ?? (typeof s.size === 'number' ? s.size : null);
+          const sha = typeof s.lfs?.sha256 === 'string' && /^[0-9a-f]{64}$/i.test(s.lfs.sha256) ? s.lfs.sha256.toLowerCase() : null;
+          map.set(s.rfilename, { size, sha256: sha });
+        }
+        return map;
+      } catch {
+        return null; // metadata is an extra check; the download itself decides success
+      }
+    })();
+    return this.apiMeta;
+  }
+
+  /**
+   * One request with retries. Returns the response for any non-retryable status (the caller decides);
+   * throws `DownloadFailed` once retries run out, `Aborted` on abort.
+   */
+  private async request(file: string, init: RequestInit, signal: AbortSignal | undefined): Promise<Response> {
+    const url = this.url(file);
+    let failures = 0;
+    for (;;) {
+      if (signal?.aborted) throw abortError(`Downloading ${file}`, signal.reason);
+      let hint: number | undefined;
+      let why: string;
+      try {
+        const res = await this.fetchFn(url, { ...init, headers: { ...this.opts.headers, ...(init.headers as Record<string, string>) }, signal });
+        if (!isRetryStatus(res.status)) return res;
+        hint = retryAfter(res);
+        why = `HTTP ${res.status}`;
+        await res.body?.cancel().catch(() => {});
+      } catch (e) {
+        if (signal?.aborted) throw abortError(`Downloading ${file}`, signal.reason);
+        why = e instanceof Error ? e.message : String(e);
+      }
+      failures++;
+      if (failures > this.retries) {
+        throw new WebVLMError('DownloadFailed', `Downloading ${file} from ${url} failed after ${failures} attempts: ${why}.`, { details: { file, url, attempts: failures } });
+      }
+      await sleep(this.backoff(failures, hint), signal, `Downloading ${file}`);
+    }
+  }
+
+  async open(file: string, opts: { signal?: AbortSignal } = {}): Promise<FileHandle | null> {
+    const signal = opts.signal ?? this.opts.signal;
+    const [api, res0] = await Promise.all([this.api(signal), this.request(file, { method: 'HEAD' }, signal)]);
+    let res = res0;
+    if (res.status === 405 || res.status === 501) {
+      // No HEAD: ask for the first byte instead and read the size from Content-Range.
+      res = await this.request(file, { headers: { Range: 'bytes=0-0' } }, signal);
+      await res.body?.cancel().catch(() => {});
+    }
+    if (res.status === 404 || res.status === 410) return null;
+    if (res.status === 401 || res.status === 403) {
+      throw new WebVLMError('ModelNotFound', `${this.model}@${this.revision}: access to ${file} denied (HTTP ${res.status}); the repository may be private or gated — pass an access token in headers.`, {
+        details: { model: this.model, file, status: res.status },
+      });
+    }
+    if (!res.ok) {
+      throw new WebVLMError('DownloadFailed', `${this.url(file)}: unexpected HTTP ${res.status}.`, { details: { file, status: res.status } });
+    }
+    const h = res.headers;
+    const fromApi = api?.get(file);
+    let size = fromApi?.size ?? parseSize(h.get('x-linked-size'));
+    let sizeExact = size !== null;
+    if (size === null) {
+      const cr = /\/(\d+)\s*$/.exec(h.get('content-range') ?? '');
+      size = cr ? Number(cr[1]) : encoded(res) ? null : parseSize(h.get('content-length'));
+    }
+    if (res.status === 206 && size !== null) sizeExact = true;
+    const sha256 = fromApi?.sha256 ?? shaFromEtag(h.get('x-linked-etag')) ?? (res.redirected ? null : shaFromEtag(h.get('etag')));
+    return new HubFile(this, file, { size, sizeExact, sha256 });
+  }
+
+  /** @internal the streaming download behind `HubFile.stream`. */
+  download(file: string, meta: FileMeta, opts: StreamOptions): ReadableStream<Uint8Array> {
+    const onProgress = opts.onProgress ?? this.opts.onProgress;
+    const { ctrl, release } = childController(opts.signal ?? this.opts.signal);
+    const verify = this.opts.verifyHash !== false && meta.sha256 !== null;
+    const hash = verify ? new Sha256() : null;
+    const stallMs = this.opts.stallTimeoutMs ?? 30_000;
+    let size = meta.size;
+    let received = 0;
+    let failures = 0;
+    let receivedAtFailure = -1;
+    let lastReported = -1;
+    let reader: ReadableStreamDefaultReader<Uint8Array> | null = null;
+    /** The current connection's controller: aborting it drops just this request. */
+    let conn: { ctrl: AbortController; release: () => void } | null = null;
+    let skip = 0;
+    let firstEtag: string | null = null;
+    const what = `Downloading ${file}`;
+
+    const report = (force: boolean) => {
+      if (!onProgress || (!force && received - lastReported < 1 << 20)) return;
+      lastReported = received;
+      onProgress({ phase: 'download', file, loaded: received, total: size ?? 0 });
+    };
+    const corrupt = (message: string, details: Record<string, unknown> = {}) =>
+      new WebVLMError('CorruptCheckpoint', `${file}: ${message}`, { details: { file, url: this.url(file), ...details } });
+    const closeConn = () => {
+      const r = reader;
+      reader = null;
+      if (conn) {
+        conn.ctrl.abort();
+        conn.release();
+        conn = null;
+      }
+      r?.cancel().catch(() => {});
+    };
+    /** Counts a failure; throws once there were too many in a row without progress. */
+    const failed = async (why: string, hintMs?: number) => {
+      closeConn();
+      if (ctrl.signal.aborted) throw abortError(what, ctrl.signal.reason);
+      if (received > receivedAtFailure) failures = 0;
+      receivedAtFailure = received;
+      failures++;
+      if (failures > this.retries) {
+        throw new WebVLMError('DownloadFailed', `${what} failed at byte ${received}${size !== null ? ` of ${size}` : ''} after ${failures} attempts: ${why}.`, {
+          details: { file, received, size, attempts: failures },
+        });
+      }
+      await sleep(this.backoff(failures, hintMs), ctrl.signal, what);
+    };
+
+    const connect = async () => {
+      conn = childController(ctrl.signal);
+      const headers: Record<string, string> = received > 0 ? { Range: `bytes=${received}-` } : {};
+      let res: Response;
+      try {
+        res = await this.fetchFn(this.url(file), { headers: { ...this.opts.headers, ...headers }, signal: conn.ctrl.signal });
+      } catch (e) {
+        if (ctrl.signal.aborted) throw abortError(what, ctrl.signal.reason);
+        return failed(e instanceof Error ? e.message : String(e));
+      }
+      if (isRetryStatus(res.status)) {
+        await res.body?.cancel().catch(() => {});
+        return failed(`HTTP ${res.status}`, retryAfter(res));
+      }
+      if (res.status === 416 && received > 0) {
+        await res.body?.cancel().catch(() => {});
+        throw corrupt(`the server has no bytes from ${received} on, but ${size} were expected`, { received, size });
+      }
+      if (res.status !== 200 && res.status !== 206) {
+        await res.body?.cancel().catch(() => {});
+        throw new WebVLMError(res.status === 404 ? 'CorruptCheckpoint' : 'DownloadFailed', `${what}: HTTP ${res.status}${res.status === 404 ? ' (the file disappeared)' : ''}.`, {
+          details: { file, status: res.status },
+        });
+      }
+      // Without a hash, a changed ETag between the first response and a resumed one is the only sign that the
+      // file changed under us (with a hash, the digest catches it; CDN ETags are not compared needlessly then).
+      const etag = res.headers.get('etag');
+      if (received === 0) firstEtag = etag;
+      else if (!hash && firstEtag && etag && !etag.startsWith('W/') && etag !== firstEtag) {
+        await res.body?.cancel().catch(() => {});
+        throw corrupt(`the file changed on the server during the download (ETag ${firstEtag} → ${etag})`);
+      }
+      if (res.status === 206) {
+        const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(res.headers.get('content-range') ?? '');
+        if (!m || Number(m[1]) !== received) {
+          await res.body?.cancel().catch(() => {});
+          throw corrupt(`resuming at byte ${received} got Content-Range ${JSON.stringify(res.headers.get('content-range'))}`);
+        }
+        skip = 0;
+      } else {
+        skip = received; // Range ignored: the whole file again; drop what we already have
+        if (size === null && !encoded(res)) size = parseSize(res.headers.get('content-length'));
+      }
+      if (!res.body) throw corrupt('the response has no body');
+      reader = res.body.getReader();
+    };
+
+    /** reader.read() that gives up after `stallMs` without data. */
+    const readChunk = (r: ReadableStreamDefaultReader<Uint8Array>) =>
+      new Promise<ReadableStreamReadResult<Uint8Array>>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Retryable(`no data for ${stallMs} ms`)), stallMs);
+        r.read().then(
+          (v) => { clearTimeout(timer); resolve(v); },
+          (e) => { clearTimeout(timer); reject(e); },
+        );
+      });
+
+    /** Size and hash checks once every byte is in. */
+    const finish = () => {
+      if (size !== null && received !== size) throw corrupt(`got ${received} bytes, expected ${size}`, { received, size });
+      if (hash && meta.sha256) {
+        const got = hash.hex();
+        if (got !== meta.sha256) throw corrupt(`sha256 ${got} does not match the expected ${meta.sha256}`, { sha256: got, expected: meta.sha256 });
+      }
+      report(true);
+    };
+
+    let done = false;
+    return new ReadableStream<Uint8Array>({
+      start: () => {
+        report(true);
+      },
+      pull: async (controller) => {
+        try {
+          for (;;) {
+            if (done) return;
+            if (ctrl.signal.aborted) throw abortError(what, ctrl.signal.reason);
+            if (!reader) {
+              await connect();
+              continue;
+            }
+            let r: ReadableStreamReadResult<Uint8Array>;
+            try {
+              r = await readChunk(reader);
+            } catch (e) {
+              if (ctrl.signal.aborted) throw abortError(what, ctrl.signal.reason);
+              await failed(e instanceof Error ? e.message : String(e));
+              continue;
+            }
+            if (r.done) {
+              closeConn();
+              if (size !== null && received < size) {
+                // A clean end short of the size: a dropped connection as far as we can tell. Resume.
+                await failed(`connection ended at byte ${received} of ${size}`);
+                continue;
+              }
+              finish();
+              done = true;
+              release();
+              controller.close();
+              return;
+            }
+            let chunk = r.value;
+            if (skip > 0) {
+              const drop = Math.min(skip, chunk.length);
+              skip -= drop;
+              chunk = chunk.subarray(drop);
+              if (!chunk.length) continue;
+            }
+            if (size !== null && received + chunk.length > size) {
+              if (meta.sizeExact) throw corrupt(`more than the expected ${size} bytes arrived`, { size });
+              size = null; // only a Content-Length of a possibly compressed response: stop trusting it
+            }
+            hash?.update(chunk);
+            received += chunk.length;
+            if (size !== null && received === size) {
+              // Last byte in: verify before handing it out, so no consumer finishes with unverified data.
+              closeConn();
+              finish();
+              done = true;
+              release();
+              controller.enqueue(chunk);
+              controller.close();
+              return;
+            }
+            report(false);
+            controller.enqueue(chunk);
+            return;
+          }
+        } catch (e) {
+          done = true;
+          closeConn();
+          release();
+          throw e instanceof WebVLMError ? e : new WebVLMError('DownloadFailed', `${what} failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+        }
+      },
+      cancel: () => {
+        done = true;
+        closeConn();
+        release();
+        ctrl.abort(); // stops a pull still in flight (a backoff sleep, a reconnect)
+      },
+    });
+  }
+
+  /** @internal bytes [start, end) with retries. */
+  async fetchRange(file: string, meta: FileMeta, start: number, end: number, signal?: AbortSignal): Promise<Uint8Array> {
+    if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start || (meta.size !== null && end > meta.size)) {
+      throw new WebVLMError('InvalidArgument', `${file}: invalid range [${start}, ${end}) of a ${meta.size ?? 'unknown'}-byte file.`);
+    }
+    if (start === end) return new Uint8Array(0);
+    const sig = signal ?? this.opts.signal;
+    let failures = 0;
+    for (;;) {
+      const res = await this.request(file, { headers: { Range: `bytes=${start}-${end - 1}` } }, sig);
+      if (res.status !== 200 && res.status !== 206) {
+        await res.body?.cancel().catch(() => {});
+        throw new WebVLMError(res.status === 404 ? 'CorruptCheckpoint' : 'DownloadFailed', `${file}: range request got HTTP ${res.status}.`, { details: { file, status: res.status } });
+      }
+      try {
+        const buf = new Uint8Array(await res.arrayBuffer());
+        const bytes = res.status === 206 ? buf : buf.subarray(start, end);
+        if (bytes.length !== end - start) {
+          throw new WebVLMError('CorruptCheckpoint', `${file}: range [${start}, ${end}) returned ${bytes.length} bytes.`, { details: { file } });
+        }
+        return bytes;
+      } catch (e) {
+        if (e instanceof WebVLMError) throw e;
+        if (sig?.aborted) throw abortError(`Reading ${file}`, sig.reason);
+        failures++;
+        if (failures > this.retries) throw new WebVLMError('DownloadFailed', `${file}: range request failed: ${(e as Error).message}`, { cause: e });
+        await sleep(this.backoff(failures), sig, `Reading ${file}`);
+      }
+    }
+  }
+}
+
+class HubFile implements FileHandle {
+  constructor(private readonly hub: HubSource, readonly name: string, private readonly meta: FileMeta) {}
+
+  get size(): number | null {
+    return this.meta.size;
+  }
+
+  get sha256(): string | null {
+    return this.meta.sha256;
+  }
+
+  stream(opts: StreamOptions = {}): ReadableStream<Uint8Array> {
+    return this.hub.download(this.name, this.meta, opts);
+  }
+
+  range(start: number, end: number, opts: { signal?: AbortSignal } = {}): Promise<Uint8Array> {
+    return this.hub.fetchRange(this.name, this.meta, start, end, opts.signal);
+  }
+}
+
+/** A whole (small) file as bytes. */
+export async function readAll(handle: FileHandle, opts: StreamOptions = {}): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  let n = 0;
+  const reader = handle.stream(opts).getReader();
+  for (;;) {
+    const r = await reader.read();
+    if (r.done) break;
+    parts.push(r.value);
+    n += r.value.length;
+  }
+  if (parts.length === 1) return parts[0];
+  const out = new Uint8Array(n);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/** A JSON file, parsed; malformed JSON is a `CorruptCheckpoint`. */
+export async function readJson<T = unknown>(handle: FileHandle, opts: StreamOptions = {}): Promise<T> {
+  const bytes = await readAll(handle, opts);
+  try {
+    return JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes)) as T;
+  } catch (e) {
+    throw new WebVLMError('CorruptCheckpoint', `${handle.name} is not valid JSON: ${(e as Error).message}`, { cause: e, details: { file: handle.name } });
+  }
+}
