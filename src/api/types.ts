@@ -24,8 +24,11 @@ export interface VisionOptions {
   detail?: ImageDetail;
   /** Cap on visual tokens per image: the largest tile grid under the budget is chosen. */
   maxImageTokens?: number;
-  /** Low-resolution-query compression of each tile's visual tokens (training-free). Off by default. */
-  compression?: { factor: 2 } | false;
+  /**
+   * Low-resolution-query compression of each frame's visual tokens (training-free; pooled s×s queries attend to
+   * their window of the frame's tokens): `{ factor: 2 }` turns SmolVLM's 64 tokens per frame into 16. Off by default.
+   */
+  compression?: { factor: number } | number | false;
 }
 
 export interface GenerationOptions {
@@ -96,6 +99,35 @@ export interface EngineOptions {
   onProgress?: (p: LoadProgress) => void;
   /** Run in the calling thread instead of a worker (tests, Node). Default false in browsers. */
   inline?: boolean;
+  /**
+   * Keep downloaded files in browser storage (default true): the next load of the same model, revision and base URL
+   * reads nothing from the network and works offline. Manage it with `modelCache` (list / delete / clear).
+   * When storage is full the load fails with `QuotaExceeded` (saying how much is needed); `cache: false` loads anyway.
+   */
+  cache?: boolean;
+  /**
+   * GPU memory budget in bytes. Before downloading weights, the memory the model needs (weights in the chosen format,
+   * KV cache for `contextLength`, activations) is estimated; above the budget — or when one buffer would exceed the
+   * adapter's `maxBufferSize` / `maxStorageBufferBindingSize` — the load fails at once with `OutOfMemory`.
+   * Default: no total budget (WebGPU does not tell how much memory a GPU has); the per-buffer limits always apply.
+   */
+  memoryBudget?: number;
+  /** KV-cache capacity in tokens; default min(4096, the model's max_position_embeddings). */
+  contextLength?: number;
+  /** Extra request headers for the hub (e.g. `Authorization: Bearer hf_…` for gated models). */
+  headers?: Record<string, string>;
+  /** Aborts the load: `createEngine` rejects with `Aborted` and the worker is ended. */
+  signal?: AbortSignal;
+  /** A worker running `webvlm/worker` to use instead of creating one (bundlers that need it spelled out). */
+  worker?: Worker;
+}
+
+/** The estimate the load was checked against, in bytes. */
+export interface MemoryReport {
+  weights: number;
+  kvCache: number;
+  activations: number;
+  total: number;
 }
 
 export interface EngineInfo {
@@ -105,6 +137,8 @@ export interface EngineInfo {
   gpuBytes: number;
   loadMs: number;
   contextLength: number;
+  /** The GPU memory estimate made before loading. */
+  memory?: MemoryReport;
 }
 
 export interface ErrorInfo {

@@ -9,7 +9,7 @@ import type { GpuContext } from '../gpu/context.ts';
 import type { ChatDelta, FinishReason, ImagePlanReport, ImageReport, Usage } from '../api/types.ts';
 import type { ChatMessage } from './tokenizer.ts';
 import type { PixelImage } from './resample.ts';
-import { detailToPlanOptions, type ImageDetail } from './idefics3-processor.ts';
+import { detailToPlanOptions, Idefics3Processor, type ImageDetail } from './idefics3-processor.ts';
 import type { KvCache } from '../models/llama.ts';
 import { loadModel, type LoadedModel, type LoadOptions } from './load.ts';
 import { Rng } from './rng.ts';
@@ -25,7 +25,17 @@ export interface EngineChatRequest extends SamplingParams {
   stop?: string[];
   detail?: ImageDetail;
   maxImageTokens?: number;
+  /** Low-resolution-query compression of each frame's visual tokens: a factor, `{ factor }`, or off (absent/false/1). */
+  compression?: CompressionOption;
   signal?: AbortSignal;
+}
+
+export type CompressionOption = number | { factor: number } | false | undefined;
+
+function compressionFactor(c: CompressionOption): number {
+  const f = c === false || c === undefined ? 1 : typeof c === 'number' ? c : c.factor;
+  if (!(Number.isInteger(f) && f >= 1)) throw new WebVLMError('InvalidArgument', `compression factor must be a positive integer, got ${JSON.stringify(c)}.`);
+  return f;
 }
 
 export interface EngineConfig extends LoadOptions {
@@ -48,6 +58,7 @@ export class Engine {
   /** Keys of the images whose features sit in the cache, in prompt order. */
   private cachedImages: string[] = [];
   private queue: Promise<unknown> = Promise.resolve();
+  private readonly compressedProcessors = new Map<number, Idefics3Processor>();
   private disposed = false;
 
   private constructor(
@@ -110,7 +121,8 @@ export class Engine {
     if (aborted()) throw new WebVLMError('Aborted', 'The request was aborted before it started.');
     const images = req.images ?? [];
     const tStart = now();
-    const proc = processor.processChat(req.messages, images, { detail: req.detail, maxImageTokens: req.maxImageTokens });
+    const factor = compressionFactor(req.compression);
+    const proc = this.processorFor(factor).processChat(req.messages, images, { detail: req.detail, maxImageTokens: req.maxImageTokens });
     const ids = proc.inputIds;
     const maxTokens = req.maxTokens ?? 256;
     if (!(Number.isInteger(maxTokens) && maxTokens > 0)) throw new WebVLMError('InvalidArgument', `maxTokens must be a positive integer, got ${maxTokens}.`);
@@ -122,7 +134,7 @@ export class Engine {
 
     // Reuse the cache for the longest common prefix, never splitting an image's token run, and only
     // while the images inside it are the same images.
-    const keys = images.map(imageKey);
+    const keys = images.map((im) => `${imageKey(im)}/c${factor}/${req.detail ?? ''}/${req.maxImageTokens ?? ''}`);
     const imgId = this.loaded.config.imageTokenId;
     let L = 0;
     const cached = this.cache.tokens;
@@ -160,7 +172,7 @@ export class Engine {
         const frames = proc.images[i].frames;
         if (i >= imagesBefore) {
           if (aborted()) throw new WebVLMError('Aborted', 'The request was aborted during image encoding.');
-          features.push(await model.encodeImage(proc.pixelValues.subarray(frame0 * frameSize, (frame0 + frames) * frameSize), frames));
+          features.push(await model.encodeImage(proc.pixelValues.subarray(frame0 * frameSize, (frame0 + frames) * frameSize), frames, factor));
         }
         frame0 += frames;
       }
@@ -221,7 +233,7 @@ export class Engine {
       const decodeMs = now() - tDec;
       const reports: ImageReport[] = proc.images.map((p, i) => ({
         width: images[i].width, height: images[i].height, mode: p.mode, rows: p.rows, cols: p.cols, frames: p.frames,
-        tiles: p.tiles, visualTokensBeforeCompression: p.visualTokens, visualTokens: p.visualTokens,
+        tiles: p.tiles, visualTokensBeforeCompression: p.frames * model.tokensPerFrame, visualTokens: p.visualTokens,
       }));
       const usage: Usage = {
         promptTokens: ids.length, visualTokens: proc.images.reduce((s, p) => s + p.visualTokens, 0), completionTokens: generated.length,
@@ -236,9 +248,26 @@ export class Engine {
   }
 
   /** The plan (tiles, tokens) an image of this size gets; no GPU work. */
-  plan(width: number, height: number, opts: { detail?: ImageDetail; maxImageTokens?: number } = {}): ImagePlanReport {
-    const p = this.loaded.processor.planImage(width, height, { ...detailToPlanOptions(opts.detail), maxImageTokens: opts.maxImageTokens });
-    return { width, height, mode: p.mode, rows: p.rows, cols: p.cols, frames: p.frames, tiles: p.tiles, visualTokensBeforeCompression: p.visualTokens, visualTokens: p.visualTokens };
+  plan(width: number, height: number, opts: { detail?: ImageDetail; maxImageTokens?: number; compression?: CompressionOption } = {}): ImagePlanReport {
+    const p = this.processorFor(compressionFactor(opts.compression)).planImage(width, height, { ...detailToPlanOptions(opts.detail), maxImageTokens: opts.maxImageTokens });
+    const before = p.frames * this.loaded.model.tokensPerFrame;
+    return { width, height, mode: p.mode, rows: p.rows, cols: p.cols, frames: p.frames, tiles: p.tiles, visualTokensBeforeCompression: before, visualTokens: p.visualTokens };
+  }
+
+  /**
+   * The processor for a compression factor: the same rules with `image_seq_len` set to the compressed
+   * tokens per frame, so the prompt's `<image>` count always equals the features' rows (and
+   * `maxImageTokens` budgets count the tokens the model really sees).
+   */
+  private processorFor(factor: number): Idefics3Processor {
+    if (factor === 1) return this.loaded.processor;
+    let p = this.compressedProcessors.get(factor);
+    if (!p) {
+      const seq = this.loaded.model.compressedTokensPerFrame(factor);
+      p = new Idefics3Processor(this.loaded.tokenizer, { ...this.loaded.processor.config, imageSeqLen: seq });
+      this.compressedProcessors.set(factor, p);
+    }
+    return p;
   }
 
   /** Which images (indices) own the `<image>` tokens of the run starting at `start`. */

@@ -21,6 +21,7 @@ import { Idefics3Reference, argmax, type WeightMap } from '../reference/idefics3
 import { quantizeInt4, dequantizeInt4 } from '../../src/kernels/int4.ts';
 import { roundToF16 } from '../../src/kernels/dtype.ts';
 import { compare } from '../harness/check.ts';
+import { compressRef } from '../kernels/compress.cases.ts';
 
 const REPO = 'webvlm-test/random-smolvlm';
 
@@ -93,6 +94,38 @@ describe('Idefics3 end to end vs the f64 reference (Node, Dawn)', () => {
     gpu?.destroy();
     await hub?.close();
     rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('compression ×2: prompt tokens equal feature rows, logits match reference features → compressRef → text', { timeout: 600_000 }, async (t) => {
+    if (!gpu) return t.skip(`no Dawn adapter: ${why}`);
+    const m: LoadedModel = await loadModel(gpu, REPO, { baseUrl: hub.url, weights: 'f32' });
+    const T = m.model.tokensPerFrame, Tc = m.model.compressedTokensPerFrame(2);
+    assert.equal(Tc * 4, T, 'a square grid of tokens compresses 2×2 → 1');
+    // The engine's compressed processor: image_seq_len = Tc.
+    const { Idefics3Processor } = await import('../../src/engine/idefics3-processor.ts');
+    const proc2 = new Idefics3Processor(m.tokenizer, { ...m.processor.config, imageSeqLen: Tc });
+    const messages = [{ role: 'user', content: [{ type: 'image' as const }, { type: 'text' as const, text: 'What is it?' }] }];
+    const proc = proc2.processChat(messages, [testImage(150, 100)], { detail: 'auto' });
+    const frames = proc.pixelShape[0];
+    const imageTokens = proc.inputIds.filter((x) => x === m.config.imageTokenId).length;
+    assert.equal(imageTokens, frames * Tc, 'prompt <image> count = frames × compressed tokens per frame');
+    const features = await m.model.encodeImage(proc.pixelValues, frames, 2);
+    assert.equal(features.size, frames * Tc * m.config.text.hiddenSize * 4, `feature rows = prompt image tokens (${features.size} bytes, ${frames} frames, Tc ${Tc})`);
+    const cache = m.model.newCache(512);
+    const got = await m.model.forward(proc.inputIds, cache, [features], 2);
+    const ref = new Idefics3Reference(m.config, weights);
+    const full = ref.imageFeatures({ shape: proc.pixelShape, data: proc.pixelValues })!;
+    const side = Math.sqrt(T);
+    const H = m.config.text.hiddenSize;
+    const comp = compressRef({ x: Float32Array.from(full.data), F: frames, H: side, W: side, C: H, heads: m.config.text.numAttentionHeads, s: 2 });
+    const { logits } = ref.textForward(proc.inputIds, { shape: [frames * Tc, H], data: comp });
+    const V = m.config.text.vocabSize, S = proc.inputIds.length;
+    const s = compare(got, logits.data.subarray((S - 2) * V, S * V));
+    t.diagnostic(`compression ×2: ${frames} frames, ${frames * T} → ${frames * Tc} visual tokens; logits relL2 ${s.relL2.toExponential(2)}`);
+    assert.ok(s.relL2 < 1e-4, `relative L2 ${s.relL2}`);
+    gpu.allocator.destroy(features);
+    cache.destroy(gpu);
+    m.model.destroy();
   });
 
   for (const format of ['f32', 'int4'] as const) {
