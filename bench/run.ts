@@ -42,6 +42,7 @@ for (const adapter of adapters) {
     const id = process.env.WEBVLM_BENCH_E2E_MODEL === 'test' ? 'webvlm/random-smolvlm-test' : process.env.WEBVLM_BENCH_E2E_MODEL;
     await page.addInitScript((m) => ((globalThis as { __E2E_MODEL?: string }).__E2E_MODEL = m), id);
   }
+  if (process.env.WEBVLM_BENCH_256M) await page.addInitScript(() => ((globalThis as { __BENCH_256M?: boolean }).__BENCH_256M = true));
   page.on('pageerror', (e) => console.error(`[page error] ${e.message}`));
   await page.goto(`${server.origin}/bench/page.html`);
   await page.waitForFunction(() => (window as any).__bench !== undefined, undefined, { timeout: 60_000 });

@@ -19,6 +19,7 @@ export type WebVLMErrorCode =
   | 'QuotaExceeded'
   | 'Busy'
   | 'Disposed'
+  | 'WorkerTerminated'
   | 'InvalidArgument'
   | 'ShapeMismatch'
   | 'BufferTooSmall'
@@ -42,6 +43,7 @@ const DEFAULT_HINTS: Record<WebVLMErrorCode, string> = {
   QuotaExceeded: 'Free browser storage (engine.cache.clear() or site settings) or grant persistent storage.',
   Busy: 'Wait for the running request to finish, or abort it.',
   Disposed: 'Create a new engine; this one was disposed.',
+  WorkerTerminated: "The engine's worker stopped (it crashed, ran out of memory, or was terminated); create a new engine.",
   InvalidArgument: 'Check the arguments against the API documentation.',
   ShapeMismatch: 'Check the tensor shapes passed to the kernel.',
   BufferTooSmall: 'Allocate a buffer large enough for the shape passed to the kernel.',
@@ -84,7 +86,14 @@ export interface ErrorPayload {
 
 export function toErrorPayload(e: unknown): ErrorPayload {
   if (e instanceof WebVLMError) return { name: 'WebVLMError', code: e.code, message: e.message, hint: e.hint, details: e.details };
-  if (e instanceof DOMException && e.name === 'AbortError') return toErrorPayload(new WebVLMError('Aborted', 'The request was aborted.'));
+  if (typeof DOMException !== 'undefined' && e instanceof DOMException) {
+    if (e.name === 'AbortError') return toErrorPayload(new WebVLMError('Aborted', 'The request was aborted.'));
+    if (e.name === 'QuotaExceededError') return toErrorPayload(new WebVLMError('QuotaExceeded', `Browser storage is full: ${e.message}`));
+  }
+  if (typeof e === 'object' && e !== null && (e as { name?: unknown }).name === 'WebVLMError' && typeof (e as { code?: unknown }).code === 'string') {
+    const w = e as ErrorPayload;
+    return { name: 'WebVLMError', code: w.code, message: w.message, hint: w.hint, details: w.details };
+  }
   const message = e instanceof Error ? e.message : String(e);
   return toErrorPayload(new WebVLMError('Internal', message));
 }

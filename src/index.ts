@@ -2,3 +2,4 @@
 export { createEngine, type WebVLMEngine } from './api/engine.ts';
 export type * from './api/types.ts';
 export { WebVLMError, isWebVLMError, type WebVLMErrorCode } from './errors.ts';
+export { modelCache, type ModelCache, type CachedModelInfo, type CachedFileInfo } from './engine/cache.ts';

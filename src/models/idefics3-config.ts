@@ -74,11 +74,22 @@ function isObject(v: unknown): v is Json {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** Positive integer at `obj[key]`, HF default when absent/null. */
+/**
+ * Upper bound on any size in a config (layers, widths, vocabulary, positions). Far above every real model
+ * (the largest vocabularies are ~256k, positions ~1M), and it keeps a hostile or corrupt config from making
+ * the loader build billions of tensor specs before any weight is read.
+ */
+export const MAX_CONFIG_INT = 1 << 22;
+/** Layers per tower: real models have tens; each layer is ~16 tensors to check. */
+export const MAX_LAYERS = 1024;
+
+/** Positive integer at `obj[key]`, HF default when absent/null, at most MAX_CONFIG_INT. */
 function int(obj: Json, key: string, where: string, dflt?: number, min = 1): number {
   const v = obj[key] ?? dflt;
   if (v === undefined) fail(`${where}.${key} is missing`);
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) fail(`${where}.${key} must be an integer ≥ ${min}, got ${JSON.stringify(v)}`);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > MAX_CONFIG_INT) {
+    fail(`${where}.${key} must be an integer from ${min} to ${MAX_CONFIG_INT}, got ${JSON.stringify(v)}`);
+  }
   return v;
 }
 
@@ -107,6 +118,7 @@ function parseVision(vc: Json): Idefics3VisionConfig {
   const hiddenSize = int(vc, 'hidden_size', w, 1152);
   const intermediateSize = int(vc, 'intermediate_size', w, 3072);
   const numHiddenLayers = int(vc, 'num_hidden_layers', w, 12);
+  if (numHiddenLayers > MAX_LAYERS) fail(`${w}.num_hidden_layers ${numHiddenLayers} exceeds ${MAX_LAYERS}`);
   const numAttentionHeads = int(vc, 'num_attention_heads', w, 16);
   const numChannels = int(vc, 'num_channels', w, 3);
   const imageSize = int(vc, 'image_size', w, 224);
@@ -153,6 +165,7 @@ function parseText(tc: Json): Idefics3TextConfig {
   const hiddenSize = int(tc, 'hidden_size', w, 4096);
   const intermediateSize = int(tc, 'intermediate_size', w, 11008);
   const numHiddenLayers = int(tc, 'num_hidden_layers', w, 32);
+  if (numHiddenLayers > MAX_LAYERS) fail(`${w}.num_hidden_layers ${numHiddenLayers} exceeds ${MAX_LAYERS}`);
   const numAttentionHeads = int(tc, 'num_attention_heads', w, 32);
   const numKeyValueHeads = int(tc, 'num_key_value_heads', w, numAttentionHeads);
   const hiddenAct = tc.hidden_act ?? 'silu';

@@ -5,7 +5,7 @@
  * every frame is a full tile, and each image's frames are encoded separately, so no padded frames exist.
  */
 import type { GpuContext } from '../gpu/context.ts';
-import type { Recorder } from '../gpu/recorder.ts';
+import type { Binding, Recorder } from '../gpu/recorder.ts';
 import { layerNorm } from '../kernels/norm.ts';
 import { add, geluTanh } from '../kernels/elementwise.ts';
 import { attentionPrefill } from '../kernels/attention_prefill.ts';
@@ -38,7 +38,7 @@ export interface SiglipWeights {
 }
 
 /** Encodes `frames` tiles of normalized pixels [frames, 3, S, S] (on the GPU). Returns [frames·P, D]. */
-export function siglipForward(gpu: GpuContext, rec: Recorder, ws: Workspace, w: SiglipWeights, cfg: Idefics3VisionConfig, pixels: GPUBuffer, frames: number): GPUBuffer {
+export function siglipForward(gpu: GpuContext, rec: Recorder, ws: Workspace, w: SiglipWeights, cfg: Idefics3VisionConfig, pixels: Binding, frames: number): GPUBuffer {
   const D = cfg.hiddenSize;
   const P = cfg.numPatches;
   const rows = frames * P;

@@ -8,6 +8,68 @@ export type WorkerImage = ImageData | ImageBitmap | Blob | string;
 /** Largest decoded area accepted (a 20000×20000 image would need 1.6 GB of RGBA). */
 export const MAX_IMAGE_PIXELS = 64 * 1024 * 1024;
 
+/** Throws `InvalidImage` for an empty or oversized image (before anything is decoded or allocated). */
+export function checkImageSize(width: number, height: number, what = 'The image'): void {
+  if (!(width > 0 && height > 0)) throw new WebVLMError('InvalidImage', `${what} is ${width}×${height}; it needs a non-zero width and height.`, { details: { width, height } });
+  if (width * height > MAX_IMAGE_PIXELS) {
+    throw new WebVLMError('InvalidImage', `${what} is ${width}×${height} (${((width * height) / 1e6).toFixed(0)} MP); at most ${MAX_IMAGE_PIXELS / 1024 / 1024} MP are accepted.`, {
+      hint: 'Downscale the image before passing it.', details: { width, height, maxPixels: MAX_IMAGE_PIXELS },
+    });
+  }
+}
+
+/**
+ * Width and height from the file header (PNG, GIF, JPEG, WebP, BMP), so an image too big to decode is refused before
+ * the browser allocates its pixels. null when the format is not recognised or the size is not in `bytes`.
+ */
+export function sniffImageSize(b: Uint8Array): { width: number; height: number; format: string } | null {
+  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const ascii = (at: number, n: number) => String.fromCharCode(...b.subarray(at, at + n));
+  if (b.length >= 24 && b[0] === 0x89 && ascii(1, 3) === 'PNG' && ascii(12, 4) === 'IHDR') {
+    return { width: dv.getUint32(16), height: dv.getUint32(20), format: 'png' };
+  }
+  if (b.length >= 10 && (ascii(0, 6) === 'GIF87a' || ascii(0, 6) === 'GIF89a')) {
+    return { width: dv.getUint16(6, true), height: dv.getUint16(8, true), format: 'gif' };
+  }
+  if (b.length >= 26 && ascii(0, 2) === 'BM') {
+    return { width: Math.abs(dv.getInt32(18, true)), height: Math.abs(dv.getInt32(22, true)), format: 'bmp' };
+  }
+  if (b.length >= 30 && ascii(0, 4) === 'RIFF' && ascii(8, 4) === 'WEBP') {
+    const kind = ascii(12, 4);
+    if (kind === 'VP8X') return { width: 1 + (dv.getUint32(24, true) & 0xffffff), height: 1 + (dv.getUint32(27, true) & 0xffffff), format: 'webp' };
+    if (kind === 'VP8L' && b[20] === 0x2f) {
+      const bits = dv.getUint32(21, true);
+      return { width: 1 + (bits & 0x3fff), height: 1 + ((bits >>> 14) & 0x3fff), format: 'webp' };
+    }
+    if (kind === 'VP8 ') return { width: dv.getUint16(26, true) & 0x3fff, height: dv.getUint16(28, true) & 0x3fff, format: 'webp' };
+    return null;
+  }
+  if (b.length >= 4 && b[0] === 0xff && b[1] === 0xd8) {
+    // JPEG: walk the segments to the first start-of-frame (SOF0–SOF15 except DHT/JPG/DAC).
+    let at = 2;
+    while (at + 9 < b.length) {
+      if (b[at] !== 0xff) return null;
+      const marker = b[at + 1];
+      if (marker === 0xff) {
+        at++;
+        continue;
+      }
+      if (marker === 0xd8 || (marker >= 0xd0 && marker <= 0xd7) || marker === 0x01) {
+        at += 2;
+        continue;
+      }
+      if (marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc) {
+        return { width: dv.getUint16(at + 7), height: dv.getUint16(at + 5), format: 'jpeg' };
+      }
+      at += 2 + dv.getUint16(at + 2);
+    }
+  }
+  return null;
+}
+
+/** Bytes read from the start of a blob to find its size (a JPEG's frame header may follow a large EXIF block). */
+const SNIFF_BYTES = 256 * 1024;
+
 export async function decodeImage(input: WorkerImage, signal?: AbortSignal): Promise<PixelImage> {
   if (typeof input === 'string') {
     let res: Response;
@@ -22,6 +84,9 @@ export async function decodeImage(input: WorkerImage, signal?: AbortSignal): Pro
   if (typeof ImageData !== 'undefined' && input instanceof ImageData) return fromImageData(input);
   let bitmap: ImageBitmap;
   if (typeof Blob !== 'undefined' && input instanceof Blob) {
+    if (input.size === 0) throw new WebVLMError('ImageDecodeFailed', 'The image blob is empty (0 bytes).');
+    const head = sniffImageSize(new Uint8Array(await input.slice(0, SNIFF_BYTES).arrayBuffer()));
+    if (head) checkImageSize(head.width, head.height, `The ${head.format.toUpperCase()} image`);
     try {
       bitmap = await createImageBitmap(input);
     } catch (cause) {
@@ -31,9 +96,11 @@ export async function decodeImage(input: WorkerImage, signal?: AbortSignal): Pro
     bitmap = input as ImageBitmap;
   }
   const { width, height } = bitmap;
-  if (!(width > 0 && height > 0)) throw new WebVLMError('InvalidImage', `The image is ${width}×${height}; it needs a non-zero width and height.`);
-  if (width * height > MAX_IMAGE_PIXELS) {
-    throw new WebVLMError('InvalidImage', `The image is ${width}×${height} (${((width * height) / 1e6).toFixed(0)} MP); at most ${MAX_IMAGE_PIXELS / 1024 / 1024} MP are accepted.`, { hint: 'Downscale the image before passing it.' });
+  try {
+    checkImageSize(width, height);
+  } catch (e) {
+    bitmap.close();
+    throw e;
   }
   const canvas = new OffscreenCanvas(width, height);
   const ctx = canvas.getContext('2d', { willReadFrequently: true });
@@ -44,6 +111,6 @@ export async function decodeImage(input: WorkerImage, signal?: AbortSignal): Pro
 }
 
 function fromImageData(d: ImageData): PixelImage {
-  if (!(d.width > 0 && d.height > 0)) throw new WebVLMError('InvalidImage', `The image is ${d.width}×${d.height}; it needs a non-zero width and height.`);
+  checkImageSize(d.width, d.height);
   return { width: d.width, height: d.height, channels: 4, data: d.data };
 }

@@ -16,28 +16,49 @@ export interface WorkerChatRequest extends GenerationOptions, VisionOptions {
 export interface WorkerLoadOptions {
   baseUrl?: string;
   revision?: string;
+  headers?: Record<string, string>;
   weights?: 'int4' | 'f32';
   contextLength?: number;
+  /** Cache downloaded files in browser storage (default true). */
+  cache?: boolean;
+  /** Total GPU bytes allowed; the load fails early with OutOfMemory above it. */
+  memoryBudget?: number;
 }
 
 export interface WorkerApi {
+  /**
+   * Takes the Web Lock `lockName` and keeps it until the worker ends, so the main thread notices termination.
+   * false where this worker has no Web Locks (then only the worker's `error` event is watched).
+   */
+  hold(lockName: string): Promise<boolean>;
   load(model: string, opts: WorkerLoadOptions, onProgress: (p: LoadProgress) => void): Promise<EngineInfo>;
+  /** Aborts a load in progress (it rejects with `Aborted`). */
+  abortLoad(): void;
   /** Streams deltas to `onDelta`; resolves when the answer is complete. `id` names the request for `abort`. */
   chat(id: number, req: WorkerChatRequest, onDelta: (d: ChatDelta) => void): Promise<void>;
   abort(id: number): void;
   /** The tile plan an image of this size gets (for overlays), without running anything. */
-  plan(width: number, height: number, opts: VisionOptions): ImagePlanReport;
+  plan(width: number, height: number, opts: VisionOptions): Promise<ImagePlanReport>;
   reset(): void;
   dispose(): void;
+  /** Test-only: destroys the GPU device, as a driver reset would (device-loss tests). */
+  testLoseDevice(): void;
+  /** Test-only: ends the worker from inside (`self.close()`), as a crash would. */
+  testCrash(): void;
 }
 
 let installed = false;
-/** Makes thrown WebVLMErrors arrive as WebVLMErrors (code, hint) on the other side. Call on both sides. */
+/**
+ * Makes whatever the other side throws arrive as a `WebVLMError` (code, message, hint, details); untyped throws
+ * become `Internal`, DOM abort errors `Aborted`. Call on both sides. Comlink's own 'throw' handler only decides
+ * what is a throw (its private marker); we replace how it is sent.
+ */
 export function installErrorTransfer(): void {
   if (installed) return;
   installed = true;
+  const original = Comlink.transferHandlers.get('throw')!;
   const handler: Comlink.TransferHandler<{ value: unknown }, ErrorPayload> = {
-    canHandle: (v: unknown): v is { value: unknown } => typeof v === 'object' && v !== null && 'value' in v && (v as { value: unknown }).value instanceof Error,
+    canHandle: (v: unknown): v is { value: unknown } => original.canHandle(v),
     serialize: (v) => [toErrorPayload(v.value), []],
     deserialize: (p) => {
       throw fromErrorPayload(p);

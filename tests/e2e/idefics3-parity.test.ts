@@ -139,7 +139,8 @@ describe('Idefics3 end to end vs the f64 reference (Node, Dawn)', () => {
       const frames = proc.pixelShape[0];
       assert.ok(frames > 1, 'the image is tiled');
 
-      // GPU: encode the image, prefill, logits of the last 4 positions.
+      // GPU: encode the image (int4: in chunks of 3 frames, as big models do), prefill, logits of the last 4 positions.
+      if (format === 'int4') m.model.maxFramesPerChunk = 3;
       const features = await m.model.encodeImage(proc.pixelValues, frames);
       const cache = m.model.newCache(1024);
       const rows = 4;

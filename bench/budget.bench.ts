@@ -1,0 +1,80 @@
+/**
+ * Visual-token budget (issue: native tiling and compression as user options): for 256×256, 1024×768 and
+ * 2048×1536 images, per mode — visual tokens, image encode ms, prefill ms, time to first token — measured
+ * end to end through the engine (one generated token) on the random test checkpoint (full run), and on the
+ * SmolVLM-256M-shaped checkpoint where `WEBVLM_BENCH_256M=1` (slow on CPU adapters: minutes per frame).
+ * Ratios: native TTFT ÷ model TTFT on 1024×768 (goal ≤ 0.4); compressed ÷ uncompressed visual tokens (≤ 0.25).
+ */
+import { Engine } from '../src/engine/engine.ts';
+import type { Bench, BenchResult } from './types.ts';
+
+const SIZES: Array<[number, number]> = [[256, 256], [1024, 768], [2048, 1536]];
+const MODES: Array<{ name: string; detail: 'high' | 'auto' | 'low'; compression?: number }> = [
+  { name: 'model', detail: 'high' },
+  { name: 'native', detail: 'auto' },
+  { name: 'low', detail: 'low' },
+  { name: 'model+compress2', detail: 'high', compression: 2 },
+  { name: 'native+compress2', detail: 'auto', compression: 2 },
+];
+
+function image(w: number, h: number) {
+  const data = new Uint8Array(w * h * 4);
+  for (let y = 0; y < h; y++)
+    for (let x = 0; x < w; x++) {
+      const i = (y * w + x) * 4;
+      data[i] = (x * 7) & 255;
+      data[i + 1] = (y * 5) & 255;
+      data[i + 2] = ((x ^ y) * 3) & 255;
+      data[i + 3] = 255;
+    }
+  return { width: w, height: h, channels: 4 as const, data };
+}
+
+async function run(ctx: Parameters<Bench['run']>[0], model: string, label: string): Promise<BenchResult[]> {
+  const out: BenchResult[] = [];
+  const engine = await Engine.create(ctx.gpu, model, { baseUrl: `${location.origin}/hub`, weights: 'int4', contextLength: 2048 });
+  try {
+    const ttft = new Map<string, number>();
+    const tokens = new Map<string, number>();
+    for (const [w, h] of SIZES) {
+      const img = image(w, h);
+      for (const m of MODES) {
+        engine.reset();
+        let usage;
+        for await (const d of engine.chat({ messages: [{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: 'Describe.' }] }], images: [img], detail: m.detail, compression: m.compression, maxTokens: 1 })) {
+          if (d.type === 'done') usage = d.usage;
+        }
+        const u = usage!;
+        const key = `${w}x${h} ${m.name}`;
+        ttft.set(key, u.timeToFirstTokenMs);
+        tokens.set(key, u.visualTokens);
+        out.push(
+          { name: `budget ${label} ${key}: visual tokens`, value: u.visualTokens, unit: 'tokens' },
+          { name: `budget ${label} ${key}: image encode`, value: u.imageEncodeMs, unit: 'ms' },
+          { name: `budget ${label} ${key}: prefill`, value: u.prefillMs, unit: 'ms' },
+          { name: `budget ${label} ${key}: time to first token`, value: u.timeToFirstTokenMs, unit: 'ms' },
+        );
+        ctx.log(`${label} ${key}: ${u.visualTokens} visual tokens, encode ${u.imageEncodeMs.toFixed(0)} ms, prefill ${u.prefillMs.toFixed(0)} ms, TTFT ${u.timeToFirstTokenMs.toFixed(0)} ms`);
+      }
+    }
+    out.push({ name: `budget ${label} 1024x768: native TTFT ÷ model TTFT (goal ≤ 0.4)`, value: ttft.get('1024x768 native')! / ttft.get('1024x768 model')!, unit: 'ratio' });
+    out.push({ name: `budget ${label} compressed ÷ uncompressed visual tokens (goal ≤ 0.25)`, value: tokens.get('1024x768 model+compress2')! / tokens.get('1024x768 model')!, unit: 'ratio' });
+  } finally {
+    engine.dispose();
+  }
+  return out;
+}
+
+export const benches: Bench[] = [
+  { name: 'budget (test checkpoint)', run: (ctx) => run(ctx, 'webvlm/random-smolvlm-test', 'test-ckpt') },
+  {
+    name: 'budget (256M shapes)',
+    async run(ctx) {
+      if (!(globalThis as { __BENCH_256M?: boolean }).__BENCH_256M) {
+        ctx.log('budget (256M shapes) skipped: set WEBVLM_BENCH_256M=1 (minutes per frame on CPU adapters)');
+        return [];
+      }
+      return run(ctx, 'webvlm/random-smolvlm-256m', '256M');
+    },
+  },
+];

@@ -1,0 +1,217 @@
+/**
+ * Browser side of the reliability tests: Playwright calls `window.__rel.*` to drive the public API
+ * (`createEngine`, `modelCache`) in this page, with the test-only hooks for device loss and worker crashes.
+ * Requests and images cross `page.evaluate` as plain JSON; images are built here from small specs.
+ */
+import { createEngine, TEST_HOOKS, type TestHooks, type WebVLMEngine } from '../../src/api/engine.ts';
+import { modelCache } from '../../src/engine/cache.ts';
+import { decodeImage } from '../../src/worker/image-decode.ts';
+import type { ChatMessage, ChatRequest, EngineOptions, LoadProgress } from '../../src/api/types.ts';
+
+export type ImageSpec =
+  | { kind: 'solid'; w: number; h: number; rgb?: [number, number, number]; as?: 'imagedata' | 'png' | 'canvas' | 'bitmap' }
+  /** Raw file bytes (crafted PNG headers, GIFs, junk). */
+  | { kind: 'bytes'; base64: string; type: string };
+
+export interface ErrorInfo {
+  name: string;
+  code?: string;
+  message: string;
+  hint?: string;
+  details?: Record<string, unknown>;
+}
+
+const toError = (e: unknown): ErrorInfo => {
+  const x = e as { name?: string; code?: string; message?: string; hint?: string; details?: Record<string, unknown> };
+  return { name: x?.name ?? typeof e, code: x?.code, message: x?.message ?? String(e), hint: x?.hint, details: x?.details ? JSON.parse(JSON.stringify(x.details)) : undefined };
+};
+
+async function buildImage(s: ImageSpec): Promise<ImageData | Blob | OffscreenCanvas | ImageBitmap> {
+  if (s.kind === 'bytes') return new Blob([Uint8Array.from(atob(s.base64), (c) => c.charCodeAt(0))], { type: s.type });
+  const as = s.as ?? 'imagedata';
+  if (as === 'canvas') {
+    const c = new OffscreenCanvas(s.w, s.h);
+    if (s.w && s.h) {
+      const ctx = c.getContext('2d')!;
+      ctx.fillStyle = `rgb(${(s.rgb ?? [200, 30, 30]).join(',')})`;
+      ctx.fillRect(0, 0, s.w, s.h);
+    }
+    return c;
+  }
+  const d = new ImageData(s.w, s.h);
+  const [r, g, b] = s.rgb ?? [200, 30, 30];
+  for (let i = 0; i < d.data.length; i += 4) {
+    // A little structure so tiles differ.
+    d.data[i] = r ^ ((i >> 4) & 15);
+    d.data[i + 1] = g;
+    d.data[i + 2] = b;
+    d.data[i + 3] = 255;
+  }
+  if (as === 'imagedata') return d;
+  if (as === 'bitmap') return createImageBitmap(d);
+  const c = new OffscreenCanvas(s.w, s.h);
+  c.getContext('2d')!.putImageData(d, 0, 0);
+  return c.convertToBlob({ type: 'image/png' });
+}
+
+/** Replaces `{ __img: spec }` image values in a JSON request by real images. */
+async function materialize(messages: unknown[]): Promise<ChatMessage[]> {
+  const out: ChatMessage[] = [];
+  for (const m of messages as Array<{ role: ChatMessage['role']; content: unknown }>) {
+    if (typeof m.content === 'string') {
+      out.push(m as ChatMessage);
+      continue;
+    }
+    const parts = [];
+    for (const p of m.content as Array<Record<string, unknown>>) {
+      const img = p.image as { __img?: ImageSpec } | undefined;
+      parts.push(img?.__img ? { ...p, image: await buildImage(img.__img) } : p);
+    }
+    out.push({ role: m.role, content: parts as ChatMessage['content'] });
+  }
+  return out;
+}
+
+const engines = new Map<string, WebVLMEngine>();
+const hooks = (name: string) => (engines.get(name) as unknown as Record<symbol, TestHooks>)[TEST_HOOKS];
+
+export interface ChatPlan extends Omit<ChatRequest, 'messages' | 'signal'> {
+  messages: unknown[];
+  /** Abort after this many text deltas (0: right after the request starts). */
+  abortAfterDeltas?: number;
+  abortAfterMs?: number;
+  loseDeviceAfterDeltas?: number;
+  crashAfterDeltas?: number;
+  /** `worker.terminate()` from this thread this long after the request starts. */
+  terminateAfterMs?: number;
+}
+
+export interface ChatOutcome {
+  ok: boolean;
+  text: string;
+  deltas: number;
+  finishReason?: string;
+  usage?: Record<string, unknown>;
+  error?: ErrorInfo;
+  ms: number;
+  /** performance.now() of each delta, for ordering checks across concurrent chats. */
+  times: number[];
+}
+
+async function chat(name: string, plan: ChatPlan): Promise<ChatOutcome> {
+  const t0 = performance.now();
+  const engine = engines.get(name);
+  if (!engine) throw new Error(`no engine ${name}`);
+  const { messages, abortAfterDeltas, abortAfterMs, loseDeviceAfterDeltas, crashAfterDeltas, terminateAfterMs, ...rest } = plan;
+  const ctrl = new AbortController();
+  if (abortAfterMs !== undefined) setTimeout(() => ctrl.abort(), abortAfterMs);
+  if (terminateAfterMs !== undefined) setTimeout(() => hooks(name).worker.terminate(), terminateAfterMs);
+  if (abortAfterDeltas === 0) queueMicrotask(() => ctrl.abort());
+  let text = '';
+  let deltas = 0;
+  const times: number[] = [];
+  try {
+    const req: ChatRequest = { ...rest, messages: await materialize(messages), signal: ctrl.signal };
+    for await (const d of engine.chat(req)) {
+      times.push(performance.now());
+      if (d.type === 'text') {
+        text += d.text;
+        deltas++;
+        if (deltas === abortAfterDeltas) ctrl.abort();
+        if (deltas === loseDeviceAfterDeltas) void hooks(name).loseDevice();
+        if (deltas === crashAfterDeltas) void hooks(name).crashWorker();
+      } else {
+        return { ok: true, text, deltas, finishReason: d.finishReason, usage: JSON.parse(JSON.stringify(d.usage)), ms: performance.now() - t0, times };
+      }
+    }
+    return { ok: false, text, deltas, error: { name: 'Error', message: 'stream ended without a done delta' }, ms: performance.now() - t0, times };
+  } catch (e) {
+    return { ok: false, text, deltas, error: toError(e), ms: performance.now() - t0, times };
+  }
+}
+
+(window as unknown as { __rel: unknown }).__rel = {
+  async load(name: string, model: string, opts: Omit<EngineOptions, 'onProgress' | 'signal'> & { abortAfterProgress?: number; abortAfterMs?: number } = {}) {
+    const t0 = performance.now();
+    const progress: LoadProgress[] = [];
+    const { abortAfterProgress, abortAfterMs, ...o } = opts;
+    const ctrl = new AbortController();
+    if (abortAfterMs !== undefined) setTimeout(() => ctrl.abort(), abortAfterMs);
+    try {
+      const engine = await createEngine(model, {
+        ...o, signal: ctrl.signal,
+        onProgress: (p) => {
+          progress.push(p);
+          if (abortAfterProgress !== undefined && progress.filter((x) => x.phase === 'download' && x.loaded > 0).length >= abortAfterProgress) ctrl.abort();
+        },
+      });
+      engines.set(name, engine);
+      return { ok: true, info: engine.info, progress: progress.length, downloads: progress.filter((p) => p.phase === 'download').length, ms: performance.now() - t0 };
+    } catch (e) {
+      return { ok: false, error: toError(e), progress: progress.length, ms: performance.now() - t0 };
+    }
+  },
+  chat,
+  /** Two chats started together; each outcome carries its delta times. */
+  async chatPair(name: string, a: ChatPlan, b: ChatPlan) {
+    const [ra, rb] = await Promise.all([chat(name, a), chat(name, b)]);
+    return [ra, rb];
+  },
+  async plan(name: string, w: number, h: number) {
+    try {
+      return { ok: true, plan: await engines.get(name)!.plan(w, h, { detail: 'low' }) };
+    } catch (e) {
+      return { ok: false, error: toError(e) };
+    }
+  },
+  async dispose(name: string) {
+    await engines.get(name)?.dispose();
+    engines.delete(name);
+  },
+  /** Terminates the engine's worker from outside, as a page or browser might. */
+  terminateWorker(name: string) {
+    hooks(name).worker.terminate();
+  },
+  async decode(spec: ImageSpec) {
+    try {
+      const img = await buildImage(spec);
+      const p = await decodeImage(img as Blob | ImageData);
+      return { ok: true, width: p.width, height: p.height, first: [...p.data.subarray(0, 4)] };
+    } catch (e) {
+      return { ok: false, error: toError(e) };
+    }
+  },
+  cache: {
+    list: () => modelCache.list(),
+    delete: (model: string) => modelCache.delete(model),
+    clear: () => modelCache.clear(),
+    available: () => modelCache.available,
+  },
+  estimate: () => navigator.storage.estimate().then((e) => ({ usage: e.usage, quota: e.quota })),
+  /** Flips one byte inside the cached copy of `file` (OPFS or Cache API), to test eviction. Returns the backend. */
+  async corruptCached(file: string, at: number) {
+    const dir = await (await navigator.storage.getDirectory()).getDirectoryHandle('webvlm-models-v1').catch(() => null);
+    if (dir) {
+      for await (const name of (dir as unknown as { keys(): AsyncIterable<string> }).keys()) {
+        if (!name.endsWith(`-${file}`)) continue;
+        const fh = await dir.getFileHandle(name);
+        const f = await fh.getFile();
+        const byte = new Uint8Array(await f.slice(at, at + 1).arrayBuffer());
+        const w = await (fh as unknown as { createWritable(o: object): Promise<FileSystemWritableFileStream> }).createWritable({ keepExistingData: true });
+        await w.write({ type: 'write', position: at, data: new Uint8Array([byte[0] ^ 0xff]) });
+        await w.close();
+        return 'opfs';
+      }
+    }
+    const cache = await caches.open('webvlm-models-v1');
+    for (const req of await cache.keys()) {
+      if (!req.url.endsWith(`-${file.replace(/[^A-Za-z0-9._-]/g, '_')}`)) continue;
+      const bytes = new Uint8Array(await (await cache.match(req))!.arrayBuffer());
+      bytes[at] ^= 0xff;
+      await cache.put(req, new Response(bytes));
+      return 'cache';
+    }
+    return null;
+  },
+};
+document.getElementById('status')!.textContent = 'ready';
