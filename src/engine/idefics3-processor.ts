@@ -305,7 +305,7 @@ export interface ProcessorOutput {
   /** The prompt after image expansion. */
   prompt: string;
   inputIds: number[];
-  /** float32 [frames, 3, tile, tile], every image's frames in prompt order. */
+  /** float32 [frames, 3, tile, tile], every image's frames in prompt order (empty with `pixels: false`). */
   pixelValues: Float32Array;
   pixelShape: [number, number, number, number];
   images: ImagePlan[];
@@ -327,8 +327,12 @@ export class Idefics3Processor {
     return planImage(width, height, this.config, mode);
   }
 
-  /** Plans each image (per-image detail/tiler/budget over `defaults`), expands the prompt, tokenizes and builds pixels. */
-  process(text: string, images: ReadonlyArray<PixelImage | ProcessorImage> = [], defaults: PlanOptions & { detail?: ImageDetail } = {}): ProcessorOutput {
+  /**
+   * Plans each image (per-image detail/tiler/budget over `defaults`), expands the prompt, tokenizes and builds pixels.
+   * `pixels: false` skips the CPU pixels (`pixelValues` is then empty) for callers that preprocess on the GPU
+   * from the plans (`Idefics3Model.encodeImageRgba`).
+   */
+  process(text: string, images: ReadonlyArray<PixelImage | ProcessorImage> = [], defaults: PlanOptions & { detail?: ImageDetail; pixels?: boolean } = {}): ProcessorOutput {
     const items = images.map((x) => ('image' in x ? x : { image: x }) as ProcessorImage);
     const plans = items.map((it) => {
       validateImage(it.image);
@@ -342,9 +346,10 @@ export class Idefics3Processor {
     const prompt = expandImageTokens(text, plans, this.config.imageSeqLen);
     const M = this.config.tileSize;
     const frames = plans.reduce((n, p) => n + p.frames, 0);
-    const pixelValues = new Float32Array(frames * 3 * M * M);
+    const cpuPixels = defaults.pixels !== false;
+    const pixelValues = new Float32Array(cpuPixels ? frames * 3 * M * M : 0);
     let f = 0;
-    items.forEach((it, i) => {
+    if (cpuPixels) items.forEach((it, i) => {
       imagePixels(it.image, plans[i], this.config, pixelValues, f * 3 * M * M);
       f += plans[i].frames;
     });
@@ -355,7 +360,7 @@ export class Idefics3Processor {
   processChat(
     messages: ReadonlyArray<ChatMessage>,
     images: ReadonlyArray<PixelImage>,
-    opts: PlanOptions & { detail?: ImageDetail; addGenerationPrompt?: boolean } = {},
+    opts: PlanOptions & { detail?: ImageDetail; addGenerationPrompt?: boolean; pixels?: boolean } = {},
   ): ProcessorOutput {
     const parts = imageParts(messages);
     if (parts.length !== images.length) {

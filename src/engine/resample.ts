@@ -222,20 +222,28 @@ export function resizeLanczosRaw(img: PixelImage, width: number, height: number)
   return { data: passVertical(tmp, width, c, first, tv), width, height, channels: c };
 }
 
-/** PIL's NEAREST resize (ImagingScaleAffine): sample at (x + 0.5)·scale, positions accumulated as PIL does. */
+/**
+ * The input sample PIL's NEAREST resize (ImagingScaleAffine) takes for each of `outSize` outputs: at
+ * (x + 0.5)·scale, the position accumulated in float64 as PIL does. Shared with the GPU resampler.
+ */
+export function nearestIndices(inSize: number, outSize: number): Int32Array {
+  const s = inSize / outSize;
+  const idx = new Int32Array(outSize);
+  let o = s * 0.5;
+  for (let x = 0; x < outSize; x++, o += s) idx[x] = Math.min(Math.trunc(o), inSize - 1);
+  return idx;
+}
+
+/** PIL's NEAREST resize: each output pixel copies the input pixel `nearestIndices` picks per axis. */
 export function resizeNearest(img: PixelImage, width: number, height: number): PixelImage {
   validateImage(img);
   checkSize(width, height);
   const { width: inW, height: inH, channels: c } = img;
-  const sx = inW / width;
-  const sy = inH / height;
-  const xin = new Int32Array(width);
-  let xo = sx * 0.5;
-  for (let x = 0; x < width; x++, xo += sx) xin[x] = Math.min(Math.trunc(xo), inW - 1);
+  const xin = nearestIndices(inW, width);
+  const yin = nearestIndices(inH, height);
   const out = new Uint8Array(width * height * c);
-  let yo = sy * 0.5;
-  for (let y = 0; y < height; y++, yo += sy) {
-    const row = Math.min(Math.trunc(yo), inH - 1) * inW;
+  for (let y = 0; y < height; y++) {
+    const row = yin[y] * inW;
     for (let x = 0; x < width; x++) {
       const s = (row + xin[x]) * c;
       const d = (y * width + x) * c;
