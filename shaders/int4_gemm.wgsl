@@ -1,0 +1,98 @@
+// int4 GEMM for prefill: C[M, N] = A[M, K] · dequant(W)ᵀ (+ bias[N]), f32 accumulation.
+// Weight format in src/kernels/int4.ts (row n, block b = 4 u32 words; word j's nibble i = element 32b+4i+j).
+// A 64×64 output tile per workgroup of 16×16 invocations (4×4 outputs each), K in steps of one 32-element
+// block. Per step the W tile (64 rows × one block = 64×16 bytes) is dequantized once into workgroup
+// memory as f32: each invocation loads one u32 word (consecutive invocations read consecutive words:
+// coalesced) and writes its 8 weights scaled. A is staged the same way; the inner loop is vec4 reads.
+// Padded K (the weight tail is q = 0) reads A as 0; edges in M and N are masked.
+
+struct Params {
+  M: u32,
+  N: u32,
+  K: u32,
+  has_bias: u32,
+  blocks: u32,
+  scale_stride: u32,
+}
+
+@group(0) @binding(0) var<storage, read> a: array<f32>;
+@group(0) @binding(1) var<storage, read> wq: array<u32>;
+@group(0) @binding(2) var<storage, read> scales: array<u32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> c: array<f32>;
+@group(0) @binding(5) var<uniform> p: Params;
+
+override BLOCKS_PER_GROUP: u32 = 1u;
+override SCALE_F16: bool = false;
+
+const TILE = 64u;
+const TK = 32u;
+// [TK][TILE] as vec4 along the tile: As[kk * 16 + r/4] holds rows r..r+3 at k = kk.
+var<workgroup> As: array<vec4<f32>, 512>;
+var<workgroup> Bs: array<vec4<f32>, 512>;
+
+fn scale_of(n: u32, b: u32) -> f32 {
+  let g = b / BLOCKS_PER_GROUP;
+  if (SCALE_F16) {
+    let pair = unpack2x16float(scales[n * p.scale_stride + (g >> 1u)]);
+    return select(pair.x, pair.y, (g & 1u) == 1u);
+  }
+  return bitcast<f32>(scales[n * p.scale_stride + g]);
+}
+
+@compute @workgroup_size(16, 16)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+  let row0 = wg.y * TILE;
+  let col0 = wg.x * TILE;
+  // W tile: invocation li handles word j = li % 4 of tile row r = li / 4 (4 words = one block per row).
+  let wr = li / 4u;
+  let wj = li % 4u;
+  let wn = col0 + wr;
+  var acc: array<vec4<f32>, 4>;
+  for (var b = 0u; b < p.blocks; b++) {
+    let k0 = b * TK;
+    // A tile: 64 rows × 32 k; 8 values per invocation, consecutive invocations along k.
+    for (var t = 0u; t < 8u; t++) {
+      let idx = li + t * 256u;
+      let r = idx / TK;
+      let kk = idx % TK;
+      var v = 0.0;
+      if (row0 + r < p.M && k0 + kk < p.K) { v = a[(row0 + r) * p.K + k0 + kk]; }
+      As[kk * 16u + r / 4u][r % 4u] = v;
+    }
+    // W tile: word wj of block b of row wn → elements 4i + wj, i = 0..7, scaled.
+    var word = 0x88888888u; // q = 0 for rows past N
+    var s = 0.0;
+    if (wn < p.N) {
+      word = wq[(wn * p.blocks + b) * 4u + wj];
+      s = scale_of(wn, b);
+    }
+    for (var i = 0u; i < 8u; i++) {
+      let q = f32((word >> (4u * i)) & 0xFu) - 8.0;
+      Bs[(4u * i + wj) * 16u + wr / 4u][wr % 4u] = q * s;
+    }
+    workgroupBarrier();
+    for (var kk = 0u; kk < TK; kk++) {
+      let av = As[kk * 16u + lid.y];
+      let bv = Bs[kk * 16u + lid.x];
+      acc[0] = fma(vec4<f32>(av.x), bv, acc[0]);
+      acc[1] = fma(vec4<f32>(av.y), bv, acc[1]);
+      acc[2] = fma(vec4<f32>(av.z), bv, acc[2]);
+      acc[3] = fma(vec4<f32>(av.w), bv, acc[3]);
+    }
+    workgroupBarrier();
+  }
+  for (var i = 0u; i < 4u; i++) {
+    let r = row0 + lid.y * 4u + i;
+    if (r >= p.M) { break; }
+    for (var j = 0u; j < 4u; j++) {
+      let col = col0 + lid.x * 4u + j;
+      if (col < p.N) {
+        var v = acc[i][j];
+        if (p.has_bias != 0u) { v += bias[col]; }
+        c[r * p.N + col] = v;
+      }
+    }
+  }
+}
