@@ -6,7 +6,12 @@
 // a 64-patch × 64-channel tile per workgroup of 16×16 invocations (4×4 outputs each), K in steps of 16
 // through workgroup memory. A K step of 16 is 16 consecutive kx of one pixel row when p = 16 (64-byte runs);
 // the weights stream through the same tiles. Pixel addresses are recomputed per element from (patch, k),
-// so no patch matrix is ever materialised.
+// so no patch matrix is ever materialised. That is `main` (tiled, GPUs). `main_register` (CPU adapters,
+// picked in src/gpu/variants.ts) computes a 4-patch × 4-channel block per invocation straight from pixels
+// and weights, walking (c, ky, kx) in nested loops: no workgroup memory, no barriers (which CPU adapters
+// run by switching through all SIMD groups of a workgroup), no divisions in the K loop. main_register4 is the
+// same with vec4 loads along kx when p and W are multiples of 4 (every patch row then starts 16-byte aligned):
+// on a CPU adapter every lane's load is a bounds-checked gather, so fewer, wider loads are what counts.
 
 struct Params {
   M: u32,        // frames · patches
@@ -98,4 +103,117 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
       }
     }
   }
+}
+
+// ---- register blocks, no workgroup memory (CPU adapters) ----
+
+// Pixel offset of patch m's top-left corner.
+fn patch_base(m: u32) -> u32 {
+  let f = m / u.patches;
+  let P = m % u.patches;
+  return f * u.C * u.H * u.W + (P / u.nw) * u.p * u.W + (P % u.nw) * u.p;
+}
+
+fn store_patch(m: u32, o0: u32, v: vec4<f32>) {
+  if (m >= u.M) { return; }
+  let P = m % u.patches;
+  for (var j = 0u; j < 4u; j++) {
+    let o = o0 + j;
+    if (o < u.D) {
+      var r = v[j];
+      if (u.has_bias != 0u) { r += bias[o]; }
+      if (u.has_pos != 0u) { r += pos[P * u.D + o]; }
+      y[m * u.D + o] = r;
+    }
+  }
+}
+
+@compute @workgroup_size(8, 8)
+fn main_register(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let m0 = gid.y * 4u;
+  let o0 = gid.x * 4u;
+  if (m0 >= u.M || o0 >= u.D) { return; }
+  // Patches/channels past the edge read the last valid one (in bounds); their results are not stored.
+  let x0 = patch_base(m0);
+  let x1 = patch_base(min(m0 + 1u, u.M - 1u));
+  let x2 = patch_base(min(m0 + 2u, u.M - 1u));
+  let x3 = patch_base(min(m0 + 3u, u.M - 1u));
+  let w0 = o0 * u.K;
+  let w1 = min(o0 + 1u, u.D - 1u) * u.K;
+  let w2 = min(o0 + 2u, u.D - 1u) * u.K;
+  let w3 = min(o0 + 3u, u.D - 1u) * u.K;
+  var acc0 = vec4<f32>(0.0);
+  var acc1 = vec4<f32>(0.0);
+  var acc2 = vec4<f32>(0.0);
+  var acc3 = vec4<f32>(0.0);
+  var k = 0u;
+  for (var c = 0u; c < u.C; c++) {
+    for (var ky = 0u; ky < u.p; ky++) {
+      let rowoff = c * u.H * u.W + ky * u.W;
+      for (var kx = 0u; kx < u.p; kx++) {
+        let off = rowoff + kx;
+        let wv = vec4<f32>(w[w0 + k], w[w1 + k], w[w2 + k], w[w3 + k]);
+        acc0 = fma(vec4<f32>(x[x0 + off]), wv, acc0);
+        acc1 = fma(vec4<f32>(x[x1 + off]), wv, acc1);
+        acc2 = fma(vec4<f32>(x[x2 + off]), wv, acc2);
+        acc3 = fma(vec4<f32>(x[x3 + off]), wv, acc3);
+        k++;
+      }
+    }
+  }
+  store_patch(m0, o0, acc0);
+  store_patch(m0 + 1u, o0, acc1);
+  store_patch(m0 + 2u, o0, acc2);
+  store_patch(m0 + 3u, o0, acc3);
+}
+
+// p % 4 = 0 and W % 4 = 0: pixels and weights as vec4s.
+@group(0) @binding(0) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> w4: array<vec4<f32>>;
+
+@compute @workgroup_size(8, 8)
+fn main_register4(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let m0 = gid.y * 4u;
+  let o0 = gid.x * 4u;
+  if (m0 >= u.M || o0 >= u.D) { return; }
+  let x0 = patch_base(m0) / 4u;
+  let x1 = patch_base(min(m0 + 1u, u.M - 1u)) / 4u;
+  let x2 = patch_base(min(m0 + 2u, u.M - 1u)) / 4u;
+  let x3 = patch_base(min(m0 + 3u, u.M - 1u)) / 4u;
+  let K4 = u.K / 4u;
+  let w0 = o0 * K4;
+  let w1 = min(o0 + 1u, u.D - 1u) * K4;
+  let w2 = min(o0 + 2u, u.D - 1u) * K4;
+  let w3 = min(o0 + 3u, u.D - 1u) * K4;
+  let p4 = u.p / 4u;
+  var acc0 = vec4<f32>(0.0);
+  var acc1 = vec4<f32>(0.0);
+  var acc2 = vec4<f32>(0.0);
+  var acc3 = vec4<f32>(0.0);
+  var k = 0u;
+  for (var c = 0u; c < u.C; c++) {
+    for (var ky = 0u; ky < u.p; ky++) {
+      let rowoff = (c * u.H * u.W + ky * u.W) / 4u;
+      for (var kx = 0u; kx < p4; kx++) {
+        let off = rowoff + kx;
+        let v0 = w4[w0 + k];
+        let v1 = w4[w1 + k];
+        let v2 = w4[w2 + k];
+        let v3 = w4[w3 + k];
+        let a0 = x4[x0 + off];
+        let a1 = x4[x1 + off];
+        let a2 = x4[x2 + off];
+        let a3 = x4[x3 + off];
+        acc0 += vec4<f32>(dot(a0, v0), dot(a0, v1), dot(a0, v2), dot(a0, v3));
+        acc1 += vec4<f32>(dot(a1, v0), dot(a1, v1), dot(a1, v2), dot(a1, v3));
+        acc2 += vec4<f32>(dot(a2, v0), dot(a2, v1), dot(a2, v2), dot(a2, v3));
+        acc3 += vec4<f32>(dot(a3, v0), dot(a3, v1), dot(a3, v2), dot(a3, v3));
+        k++;
+      }
+    }
+  }
+  store_patch(m0, o0, acc0);
+  store_patch(m0 + 1u, o0, acc1);
+  store_patch(m0 + 2u, o0, acc2);
+  store_patch(m0 + 3u, o0, acc3);
 }

@@ -7,7 +7,7 @@ import { acquireDevice, type AcquireOptions, type GpuCapabilities } from './devi
 import { Arena, BufferAllocator } from './buffers.ts';
 import { PipelineCache } from './pipelines.ts';
 import { Recorder, type DispatchTiming } from './recorder.ts';
-import { chooseVariants, type VariantChoice } from './variants.ts';
+import { adapterIsAnonymous, chooseVariants, guessSoftware, probeSoftwareAdapter, type ProbeResult, type VariantChoice } from './variants.ts';
 
 export class GpuContext {
   readonly pipelines: PipelineCache;
@@ -18,6 +18,8 @@ export class GpuContext {
   lost: GPUDeviceLostInfo | null = null;
   /** When set, every recorder submit is timed per dispatch (timestamp queries); see `profile()`. */
   profiler: { entries: DispatchTiming[]; pending: Promise<void>[] } | null = null;
+  /** Set when the adapter did not name itself and a start-up probe decided `caps.software` (see variants.ts). */
+  softwareProbe: ProbeResult | null = null;
 
   constructor(
     readonly device: GPUDevice,
@@ -37,7 +39,20 @@ export class GpuContext {
 
   static async create(options: AcquireOptions & { variants?: Partial<VariantChoice> } = {}): Promise<GpuContext> {
     const { device, caps } = await acquireDevice(options);
-    return new GpuContext(device, caps, options.variants);
+    // An adapter with an empty adapter.info (Chromium's compat adapter on llvmpipe) cannot be told from a
+    // GPU by name: measure what a workgroup barrier costs on it (a few ms, once).
+    let probe: ProbeResult | null = null;
+    if (adapterIsAnonymous(caps)) {
+      try {
+        probe = await probeSoftwareAdapter(device);
+        caps.software = probe.software;
+      } catch {
+        caps.software = guessSoftware(caps);
+      }
+    }
+    const ctx = new GpuContext(device, caps, options.variants);
+    ctx.softwareProbe = probe;
+    return ctx;
   }
 
   recorder(label?: string): Recorder {

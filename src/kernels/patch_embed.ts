@@ -3,7 +3,9 @@
  * pixels x [frames, C, H, W] → out [frames, ⌊H/p⌋·⌊W/p⌋, D] (HF `flatten(2).transpose(1, 2)` order), plus the
  * conv bias and the learned position embedding rows 0..patches−1 (identity position ids: what SmolVLM's
  * full tiles use; see ../shared/idefics3-semantics.md). A direct tiled GEMM (M = patches, N = D, K = C·p²)
- * reading pixels in place. weight is the PyTorch tensor [D, C, p, p] as stored.
+ * reading pixels in place. weight is the PyTorch tensor [D, C, p, p] as stored. Variants (default:
+ * `gpu.variants.matmul`): 'tiled' (GPUs: 64×64 tiles through workgroup memory) and 'register' (CPU adapters:
+ * a 4×4 register block per invocation, no barriers; vec4 loads when p and W are multiples of 4).
  */
 import source from '../../shaders/patch_embed.wgsl?raw';
 import { WebVLMError } from '../errors.ts';
@@ -11,6 +13,7 @@ import type { GpuContext } from '../gpu/context.ts';
 import type { Binding, Recorder } from '../gpu/recorder.ts';
 import { ceilDiv, dummy, requireBytes, requireDims } from './common.ts';
 import { requireDistinct } from './elementwise.ts';
+import type { MatmulVariant } from './matmul.ts';
 
 export interface PatchEmbedArgs {
   /** f32 [frames, C, H, W]. */
@@ -30,6 +33,8 @@ export interface PatchEmbedArgs {
   /** Patch size (kernel = stride). */
   p: number;
   D: number;
+  /** Force a variant (tests, benchmarks); default: the adapter's choice (`gpu.variants.matmul`). */
+  variant?: MatmulVariant;
 }
 
 export function patchEmbed(gpu: GpuContext, rec: Recorder, args: PatchEmbedArgs): void {
@@ -45,16 +50,22 @@ export function patchEmbed(gpu: GpuContext, rec: Recorder, args: PatchEmbedArgs)
   if (args.pos) requireBytes('patchEmbed', 'pos', args.pos, patches * D * 4);
   requireBytes('patchEmbed', 'out', args.out, M * D * 4);
   requireDistinct('patchEmbed', args.out, { pixels: args.pixels, weight: args.weight, bias: args.bias, pos: args.pos });
-  const wy = ceilDiv(M, 64);
+  const variant = args.variant ?? gpu.variants.matmul;
+  if (variant !== 'tiled' && variant !== 'register') throw new WebVLMError('InvalidArgument', `patchEmbed: unknown variant ${String(variant)}.`);
+  // Patches per workgroup: a 64-row tile (tiled) or 8 invocations × 4 rows (register).
+  const tile = variant === 'tiled' ? 64 : 32;
+  const wy = ceilDiv(M, tile);
   if (wy > gpu.caps.limits.maxComputeWorkgroupsPerDimension) {
-    throw new WebVLMError('ShapeMismatch', `patchEmbed: ${M} patches exceed one dispatch (${gpu.caps.limits.maxComputeWorkgroupsPerDimension * 64}); split the frames.`);
+    throw new WebVLMError('ShapeMismatch', `patchEmbed: ${M} patches exceed one dispatch (${gpu.caps.limits.maxComputeWorkgroupsPerDimension * tile}); split the frames.`);
   }
-  const pipeline = gpu.pipelines.get({ name: 'patch_embed', source });
+  // vec4 loads need every patch row 16-byte aligned: p and W multiples of 4 (SmolVLM: p 16, W 512).
+  const entryPoint = variant === 'tiled' ? 'main' : p % 4 === 0 && W % 4 === 0 ? 'main_register4' : 'main_register';
+  const pipeline = gpu.pipelines.get({ name: 'patch_embed', source, entryPoint });
   const params = rec.uniform(new Uint32Array([M, D, K, p, H, W, nw, patches, args.bias ? 1 : 0, args.pos ? 1 : 0, C, 0]));
   rec.dispatch(
     pipeline,
     [args.pixels, args.weight, args.bias ?? dummy(gpu), args.pos ?? dummy(gpu), args.out, params],
-    [ceilDiv(D, 64), wy],
-    `patch_embed ${frames}x${C}x${H}x${W} p${p} D${D}`,
+    [ceilDiv(D, tile), wy],
+    `patch_embed/${variant} ${frames}x${C}x${H}x${W} p${p} D${D}`,
   );
 }
