@@ -192,6 +192,9 @@ async function chat(name: string, plan: ChatPlan): Promise<ChatOutcome> {
   async corruptCached(file: string, at: number) {
     const dir = await (await navigator.storage.getDirectory()).getDirectoryHandle('webvlm-models-v1').catch(() => null);
     if (dir) {
+      // Every cached copy of the file (earlier tests cached it under other base URLs too): corrupting only the
+      // first one listed could hit a stale copy the next load never reads.
+      let found = false;
       for await (const name of (dir as unknown as { keys(): AsyncIterable<string> }).keys()) {
         if (!name.endsWith(`-${file}`)) continue;
         const fh = await dir.getFileHandle(name);
@@ -200,8 +203,9 @@ async function chat(name: string, plan: ChatPlan): Promise<ChatOutcome> {
         const w = await (fh as unknown as { createWritable(o: object): Promise<FileSystemWritableFileStream> }).createWritable({ keepExistingData: true });
         await w.write({ type: 'write', position: at, data: new Uint8Array([byte[0] ^ 0xff]) });
         await w.close();
-        return 'opfs';
+        found = true;
       }
+      if (found) return 'opfs';
     }
     const cache = await caches.open('webvlm-models-v1');
     for (const req of await cache.keys()) {
