@@ -10,9 +10,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { dawnGpu } from '../harness/dawn.ts';
-import { GpuContext } from '../../src/gpu/context.ts';
-import { describeCaps } from '../../src/gpu/device.ts';
+import { dawnContext } from '../harness/dawn.ts';
+import type { GpuContext } from '../../src/gpu/context.ts';
 import { loadModel, type LoadedModel } from '../../src/engine/load.ts';
 import { writeCheckpoint } from '../../models/make-checkpoint.ts';
 import { startHubServer, type HubServer } from '../helpers/hub-server.ts';
@@ -81,14 +80,7 @@ describe('Idefics3 end to end vs the f64 reference (Node, Dawn)', () => {
     await writeCheckpoint({ size: 'test', out: dir, seed: 7 });
     hub = await startHubServer({ repos: { [REPO]: dir } });
     weights = readSafetensors(join(dir, 'model.safetensors'));
-    const g = await dawnGpu();
-    if (!g) return void (why = 'Dawn unavailable');
-    try {
-      gpu = await GpuContext.create({ gpu: g });
-      console.log(`# adapter: ${describeCaps(gpu.caps)}`);
-    } catch (e) {
-      why = (e as Error).message;
-    }
+    ({ gpu, why } = await dawnContext());
   });
   after(async () => {
     gpu?.destroy();

@@ -7,9 +7,8 @@
 import { after, before, describe, test } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
 import { launchChromium, openHarness, testOrigin } from './browser.ts';
-import { dawnGpu } from './dawn.ts';
-import { GpuContext } from '../../src/gpu/context.ts';
-import { describeCaps } from '../../src/gpu/device.ts';
+import { dawnContext } from './dawn.ts';
+import type { GpuContext } from '../../src/gpu/context.ts';
 import { missingNeeds, type KernelCase } from './cases.ts';
 import type { CaseResult } from './page.ts';
 
@@ -50,14 +49,7 @@ export async function runKernelCases(modulePath: string): Promise<void> {
     let gpu: GpuContext | null = null;
     let why = '';
     before(async () => {
-      const g = await dawnGpu();
-      if (!g) return void (why = 'Dawn unavailable');
-      try {
-        gpu = await GpuContext.create({ gpu: g });
-        console.log(`# adapter: ${describeCaps(gpu.caps)}`);
-      } catch (e) {
-        why = (e as Error).message;
-      }
+      ({ gpu, why } = await dawnContext());
     });
     after(() => gpu?.destroy());
     for (const kc of nodeCases) {

@@ -7,13 +7,12 @@
 import { after, before, describe, test } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import { buildGroupQueryAttentionModel } from '../../bench/onnx-models.ts';
-import { GpuContext } from '../../src/gpu/context.ts';
-import { describeCaps } from '../../src/gpu/device.ts';
+import type { GpuContext } from '../../src/gpu/context.ts';
 import { readF32, upload } from '../../src/gpu/io.ts';
 import { attentionPrefill } from '../../src/kernels/attention_prefill.ts';
 import { attentionDecode, attentionDecodeScratchBytes } from '../../src/kernels/attention_decode.ts';
 import { assertClose, fmtStats, randomF32 } from '../harness/check.ts';
-import { dawnGpu } from '../harness/dawn.ts';
+import { dawnContext } from '../harness/dawn.ts';
 import { attentionRef, toCacheLayout } from './attention_ref.ts';
 
 interface Case {
@@ -95,14 +94,7 @@ describe('attention kernels vs onnxruntime-node GroupQueryAttention (Node Dawn)'
   let gpu: GpuContext | null = null;
   let why = '';
   before(async () => {
-    const g = await dawnGpu();
-    if (!g) return void (why = 'Dawn unavailable');
-    try {
-      gpu = await GpuContext.create({ gpu: g });
-      console.log(`# adapter: ${describeCaps(gpu.caps)}`);
-    } catch (e) {
-      why = (e as Error).message;
-    }
+    ({ gpu, why } = await dawnContext());
   });
   after(() => gpu?.destroy());
 

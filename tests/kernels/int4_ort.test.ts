@@ -7,14 +7,13 @@
 import { after, before, describe, test } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import { buildMatMulNBitsModel } from '../../bench/onnx-models.ts';
-import { GpuContext } from '../../src/gpu/context.ts';
-import { describeCaps } from '../../src/gpu/device.ts';
+import type { GpuContext } from '../../src/gpu/context.ts';
 import { readF32, upload } from '../../src/gpu/io.ts';
 import { quantizeInt4, toMatMulNBits, uploadInt4, type Int4Group, type Int4Matrix, type Int4ScaleType } from '../../src/kernels/int4.ts';
 import { int4Gemm } from '../../src/kernels/int4_gemm.ts';
 import { int4Gemv } from '../../src/kernels/int4_gemv.ts';
 import { assertClose, fmtStats, randomF32 } from '../harness/check.ts';
-import { dawnGpu } from '../harness/dawn.ts';
+import { dawnContext } from '../harness/dawn.ts';
 import { int4Ref, kernelTol } from './int4_gemv.cases.ts';
 
 interface Case {
@@ -72,14 +71,7 @@ describe('int4 GPU kernels vs onnxruntime-node MatMulNBits (Node Dawn)', () => {
   let gpu: GpuContext | null = null;
   let why = '';
   before(async () => {
-    const g = await dawnGpu();
-    if (!g) return void (why = 'Dawn unavailable');
-    try {
-      gpu = await GpuContext.create({ gpu: g });
-      console.log(`# adapter: ${describeCaps(gpu.caps)}`);
-    } catch (e) {
-      why = (e as Error).message;
-    }
+    ({ gpu, why } = await dawnContext());
   });
   after(() => gpu?.destroy());
   CASES.forEach((c, i) => {
