@@ -209,6 +209,7 @@ def gen_position(rng, aspect):
         boxes.append((p[0], p[1], r))
         draw_shape(d, shapes[i], p[0], p[1], r, COLORS[list(COLORS)[cols[i]]])
     q = QUESTIONS["position"][rng.integers(3)].format(color=list(COLORS)[cols[0]], shape=shapes[0])
+    img.info["query_color"] = list(COLORS)[cols[0]]
     return img, q, POSITIONS[pos[0]]
 
 
@@ -272,8 +273,9 @@ def make_sample(seed, idx, task=None, aspect=None, tasks=None):
         aspect = ["square", "square", "square", "wide", "tall"][rng.integers(5)]
     img, q, a = GENERATORS[task](rng, aspect)
     out = {"image": img.convert("RGB"), "question": q, "answer": a, "task": task, "aspect": aspect}
-    if "word_tile" in img.info:
-        out["word_tile"] = img.info["word_tile"]
+    for k in ("word_tile", "query_color"):  # generator facts the vision warm-up uses
+        if k in img.info:
+            out[k] = img.info[k]
     return out
 
 

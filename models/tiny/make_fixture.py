@@ -42,14 +42,14 @@ def b64(a):
     return base64.b64encode(a.tobytes()).decode("ascii")
 
 
-def pick(rows):
+def pick(rows, heldout):
     """(index, do_image_splitting) of the fixture examples: a wide high-res sample with tiles (2x4 + global,
     9 frames) and two square samples without splitting (1 frame) to keep the file small."""
     want = []
-    wide = [i for i, r in enumerate(rows) if r["task"] == "highres" and load_image_size(r)[0] > load_image_size(r)[1]]
+    wide = [i for i, r in enumerate(rows) if r["task"] == "highres" and load_image_size(heldout, r)[0] > load_image_size(heldout, r)[1]]
     want.append((wide[0], True))
     for task in ("color", "word"):
-        sq = [i for i, r in enumerate(rows) if r["task"] == task and load_image_size(r)[0] == load_image_size(r)[1]]
+        sq = [i for i, r in enumerate(rows) if r["task"] == task and load_image_size(heldout, r)[0] == load_image_size(heldout, r)[1]]
         want.append((sq[0], False))
     return want
 
@@ -57,10 +57,11 @@ def pick(rows):
 _SIZES = {}
 
 
-def load_image_size(r):
-    if r["image"] not in _SIZES:
-        _SIZES[r["image"]] = load_image(os.path.join(HERE, "heldout", r["image"])).size
-    return _SIZES[r["image"]]
+def load_image_size(heldout, r):
+    key = os.path.join(heldout, r["image"])
+    if key not in _SIZES:
+        _SIZES[key] = load_image(key).size
+    return _SIZES[key]
 
 
 def main():
@@ -77,7 +78,7 @@ def main():
         seq = json.load(f)["image_seq_len"]
     rows = read_heldout(args.heldout)
     examples = []
-    for idx, split in pick(rows):
+    for idx, split in pick(rows, args.heldout):
         r = rows[idx]
         img = load_image(os.path.join(args.heldout, r["image"]))
         pix, nr, nc = proc(img, do_image_splitting=split)

@@ -54,14 +54,19 @@ class Encoder:
 
 
 def collate(items, pad_id):
+    """numpy only: batches are built in forked data processes, where torch (its OpenMP pool, forked mid-use by
+    the parent) deadlocks. to_torch() converts in the training process."""
     L = max(len(i[0]) for i in items)
-    ids = torch.full((len(items), L), pad_id, dtype=torch.long)
-    labels = torch.full((len(items), L), -100, dtype=torch.long)
+    ids = np.full((len(items), L), pad_id, dtype=np.int64)
+    labels = np.full((len(items), L), -100, dtype=np.int64)
     for b, (i, l, _) in enumerate(items):
-        ids[b, :len(i)] = torch.tensor(i)
-        labels[b, :len(l)] = torch.tensor(l)
-    pix = torch.from_numpy(np.concatenate([i[2] for i in items]))
-    return ids, labels, pix
+        ids[b, :len(i)] = i
+        labels[b, :len(l)] = l
+    return ids, labels, np.concatenate([i[2] for i in items])
+
+
+def to_torch(batch):
+    return tuple(torch.from_numpy(a) for a in batch)
 
 
 def batch_stats(logits, labels):
@@ -88,56 +93,118 @@ def make_batch(enc, pad_id, step, bsz, seed=TRAIN_SEED, tasks=None, nosplit_frac
     return collate(items, pad_id), [s["task"] for s in samples]
 
 
+def _warmup_frames(enc, s, aux):
+    """(frames, [(head, target, kind)]) of one warm-up sample: the global image for the 64-px tasks; for high-res
+    samples the tile that holds the word (word head + text-presence head: yes) and one other tile (text: no)."""
+    colors = list(data.COLORS)
+    if s["task"] != "highres":
+        t = s["task"]
+        y = (colors.index(s["query_color"]), s["answer"]) if t == "position" else s["answer"]
+        return [enc.proc(s["image"], do_image_splitting=False)[0]], [(t, y, t)]
+    pix, rows, cols = enc.proc(s["image"], do_image_splitting=True)
+    tr, tc = s["word_tile"]
+    k = tr * cols + tc
+    other = (k + 1 + aux % (rows * cols - 1)) % (rows * cols)  # any tile but the word's
+    return [pix[k:k + 1], pix[other:other + 1]], [("word", s["answer"], "highres"), ("text", 1, "text"),
+                                                  ("text", 0, "text")]
+
+
+WARMUP_TASKS = ["color", "shape", "count", "position", "word", "highres"]
+
+
+def warmup_batch(enc, step, bsz):
+    """Warm-up batch `step`: (pixels, [(head, target, kind, frame index)]). A pure function of step."""
+    frames, targets = [], []
+    for j in range(bsz):
+        s = data.make_sample(TRAIN_SEED + 1000, step * bsz + j, task=WARMUP_TASKS[j % len(WARMUP_TASKS)])
+        f, t = _warmup_frames(enc, s, step + j)
+        base = len(frames)
+        frames += f
+        # a high-res sample's word and text-yes targets read frame 0 (the word tile), text-no frame 1
+        targets += [(h, y, kind, base + (1 if (h == "text" and y == 0) else 0)) for h, y, kind in t]
+    return np.concatenate(frames), targets
+
+
+_POOL_STATE = {}
+
+
+def _pool_call(job):
+    fn, args = job
+    return fn(_POOL_STATE["enc"], *args)
+
+
+def prefetch(enc, jobs, workers):
+    """Runs fn(enc, *args) for each (fn, args) in `jobs` in `workers` forked processes, in order (each batch is a
+    pure function of its arguments, so results do not depend on the worker count). Data generation + PIL resizing
+    cost as much as the tiny model's step; overlapping them roughly halves the wall time on 2 cores."""
+    if workers <= 0:
+        for fn, args in jobs:
+            yield fn(enc, *args)
+        return
+    import collections
+    import multiprocessing as mp
+    _POOL_STATE["enc"] = enc
+    jobs = iter(jobs)
+    with mp.get_context("fork").Pool(workers) as pool:
+        window = collections.deque()
+        for job in jobs:  # at most 2 * workers batches ahead (Pool.imap would run the whole stream ahead)
+            window.append(pool.apply_async(_pool_call, (job,)))
+            if len(window) >= 2 * workers:
+                yield window.popleft().get()
+        while window:
+            yield window.popleft().get()
+
+
 def vision_warmup(model, enc, args):
     """Stage 0: train the vision tower + connector alone, through temporary linear heads (discarded afterwards) on
-    the flattened connector output of the global image (for high-res samples: of the tile holding the word), to
-    classify the answers of the tasks. From scratch, the decoder's first attention layers dilute the image signal so much that
-    the joint training sits at chance for thousands of steps; with warm vision features it learns in a few
-    hundred. Cheap: one 64x64 frame per sample and no text model."""
+    the flattened connector output of one frame, to classify the answers of the tasks (position: one 4-way head
+    per colour, read for the asked colour; text: does this tile hold the word). From scratch, the decoder's
+    attention dilutes the image signal so much that joint training sits near chance for thousands of steps; with
+    linearly decodable vision features the decoder only has to learn where to look. Cheap: one frame per sample,
+    no text model."""
     if args.vision_warmup <= 0:
         return
-    tasks = ["color", "shape", "count", "position", "word", "highres"]
+    seq, h = enc.seq, model.cfg["text_config"]["hidden_size"]
     answers = {"color": list(data.COLORS), "shape": data.SHAPES, "count": ["1", "2", "3", "4"],
-               "position": data.POSITIONS, "word": data.WORDS}
-    seq = enc.seq
-    h = model.cfg["text_config"]["hidden_size"]
+               "position": data.POSITIONS, "word": data.WORDS, "text": [0, 1]}
     torch.manual_seed(1)
-    heads = torch.nn.ModuleDict({t: torch.nn.Linear(seq * h, len(answers[t])) for t in tasks if t != "highres"})
+    sizes = {"color": 6, "shape": 5, "count": 4, "position": 6 * 4, "word": 8, "text": 2}
+    heads = torch.nn.ModuleDict({k: torch.nn.Linear(seq * h, n) for k, n in sizes.items()})
     params = list(model.model.vision_model.parameters()) + list(model.model.connector.parameters()) + \
         list(heads.parameters())
-    opt = torch.optim.AdamW(params, lr=args.lr, betas=(0.9, 0.98), weight_decay=0.0)
+    opt = torch.optim.AdamW(params, lr=args.warmup_lr, betas=(0.9, 0.98), weight_decay=0.0)
     t0 = time.time()
-    accs = {t: [] for t in tasks}
-    for step in range(args.vision_warmup):
+    accs = {t: [] for t in WARMUP_TASKS + ["text"]}
+    jobs = ((warmup_batch, (step, args.warmup_batch)) for step in range(args.vision_warmup))
+    for step, (pix, targets) in enumerate(prefetch(enc, jobs, args.workers)):
+        lr = args.warmup_lr * min(1.0, (step + 1) / 50)
+        lr *= 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / args.vision_warmup))
         for g in opt.param_groups:
-            g["lr"] = args.lr * min(1.0, (step + 1) / 50)
-        samples = [data.make_sample(TRAIN_SEED + 1000, step * args.warmup_batch + j, task=tasks[j % len(tasks)])
-                   for j in range(args.warmup_batch)]
-        frames = []
-        for s in samples:
-            if s["task"] == "highres":  # the tile that holds the word (read by the word head)
-                pix, rows, cols = enc.proc(s["image"], do_image_splitting=True)
-                tr, tc = s["word_tile"]
-                frames.append(pix[tr * cols + tc:tr * cols + tc + 1])
-            else:  # the global image
-                frames.append(enc.proc(s["image"], do_image_splitting=False)[0])
-        pix = torch.from_numpy(np.concatenate(frames))
+            g["lr"] = lr
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            feats = model.image_features(pix).reshape(len(samples), -1)
+            feats = model.image_features(torch.from_numpy(pix)).reshape(len(pix), -1)
+        feats = feats.float()
         loss = 0.0
-        for t in tasks:
-            idx = [j for j, s in enumerate(samples) if s["task"] == t]
-            y = torch.tensor([answers["word" if t == "highres" else t].index(samples[j]["answer"]) for j in idx])
-            lg = heads["word" if t == "highres" else t](feats[idx].float())
-            loss = loss + F.cross_entropy(lg, y) * len(idx) / len(samples)
-            accs[t] += (lg.argmax(-1) == y).tolist()
+        for head in sizes:
+            items = [t for t in targets if t[0] == head]
+            if not items:
+                continue
+            lg = heads[head](feats[[t[3] for t in items]])
+            if head == "position":
+                lg = lg.reshape(len(items), 6, 4)[torch.arange(len(items)), torch.tensor([t[1][0] for t in items])]
+                y = torch.tensor([data.POSITIONS.index(t[1][1]) for t in items])
+            else:
+                y = torch.tensor([answers[head].index(t[1]) for t in items])
+            loss = loss + F.cross_entropy(lg, y) * len(items) / len(targets)
+            for t, o in zip(items, (lg.argmax(-1) == y).tolist()):
+                accs[t[2]].append(o)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         if (step + 1) % args.log_every == 0:
             print(f"vision warmup {step + 1} loss {loss.item():.4f} t {time.time() - t0:.0f}s | " +
-                  " ".join(f"{t}={np.mean(v[-100:]):.2f}" for t, v in accs.items()), flush=True)
+                  " ".join(f"{t}={np.mean(v[-200:]):.2f}" for t, v in accs.items()), flush=True)
 
 
 def curriculum(step, args):
@@ -190,15 +257,18 @@ def build_config(tok):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=4000)
+    ap.add_argument("--steps", type=int, default=6000)
     ap.add_argument("--batch", type=int, default=12)
     ap.add_argument("--lr", type=float, default=1.5e-3)
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=os.path.join(HERE, "checkpoint"))
-    ap.add_argument("--vision_warmup", type=int, default=400, help="stage-0 steps (vision tower + temporary heads)")
+    ap.add_argument("--vision_warmup", type=int, default=1000, help="stage-0 steps (vision tower + temporary heads)")
     ap.add_argument("--warmup_batch", type=int, default=40)
-    ap.add_argument("--freeze_vision", type=int, default=400, help="first steps after the warm-up: vision frozen")
+    ap.add_argument("--vision_lr_scale", type=float, default=0.3, help="vision tower lr / lr after the warm-up")
+    ap.add_argument("--warmup_lr", type=float, default=3e-3)
+    ap.add_argument("--workers", type=int, default=2, help="data processes (0: generate in the training process)")
+    ap.add_argument("--freeze_vision", type=int, default=1500, help="first steps after the warm-up: vision frozen")
     ap.add_argument("--phase1", type=int, default=0, help="steps of colour/shape only, global image only")
     ap.add_argument("--phase2", type=int, default=300, help="... then all tasks but high-res, global image only")
     ap.add_argument("--nosplit_frac", type=float, default=0.3, help="... then all tasks; this many global-only")
@@ -220,9 +290,13 @@ def main():
     model = Idefics3ForConditionalGeneration(cfg)
     nparams = sum(p.numel() for p in model.parameters())
     print(f"params {nparams:,}  vocab {cfg['vocab_size']}  image_token_id {cfg['image_token_id']}", flush=True)
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "position_embedding" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "position_embedding" not in n)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
+    groups = {}
+    for n, p in model.named_parameters():  # weight decay on matrices; the warmed-up vision tower at a lower lr
+        decay = p.ndim >= 2 and "position_embedding" not in n
+        vision = n.startswith("model.vision_model.")
+        groups.setdefault((decay, vision), []).append(p)
+    opt = torch.optim.AdamW([{"params": ps, "weight_decay": 0.05 if d else 0.0,
+                              "scale": args.vision_lr_scale if v else 1.0} for (d, v), ps in groups.items()],
                             lr=args.lr, betas=(0.9, 0.98), eps=1e-8)
 
     def lr_at(step):
@@ -232,16 +306,17 @@ def main():
         return args.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * p)))
 
     # fixed validation batches (teacher-forced exact match == greedy exact match on the answer)
-    val = [make_batch(enc, pad_id, i, 24, seed=VAL_SEED) for i in range(4)]
+    val = [(to_torch(b), t) for b, t in (make_batch(enc, pad_id, i, 24, seed=VAL_SEED) for i in range(4))]
 
     t0, c0 = time.time(), time.process_time()
     vision_warmup(model, enc, args)
     hist = {"loss": [], "ok": {t: [] for t in data.TASKS}}
-    for step in range(args.steps):
-        ctasks, frac = curriculum(step, args)
-        (ids, labels, pix), tasks = make_batch(enc, pad_id, step, args.batch, tasks=ctasks, nosplit_frac=frac)
+    jobs = ((make_batch, (pad_id, step, args.batch, TRAIN_SEED) + tuple(curriculum(step, args)))
+            for step in range(args.steps))
+    for step, (batch, tasks) in enumerate(prefetch(enc, jobs, args.workers)):
+        ids, labels, pix = to_torch(batch)
         for g in opt.param_groups:
-            g["lr"] = lr_at(step)
+            g["lr"] = lr_at(step) * g["scale"]
         frozen = step < args.freeze_vision
         for p in model.model.vision_model.parameters():
             p.requires_grad_(not frozen)
