@@ -24,7 +24,7 @@ const ADVICE: Record<string, Advice> = {
   ModelNotFound: {
     title: 'The model was not found.',
     todo: 'Check the model id and your internet connection; private or gated models need an access token. Or pick an embedded model.',
-    todoLocal: 'Start the demo with `npm run demo` (it writes the random test checkpoint to models/generated/test); the trained tiny model appears once models/tiny/checkpoint exists.',
+    todoLocal: 'Start the demo with `npm run demo` from a full checkout: it serves the committed tiny model (models/tiny/checkpoint) and writes the random test checkpoint to models/generated/test.',
   },
   UnsupportedModel: { title: 'This model cannot run here.', todo: 'Pick one of the listed models (SmolVLM / Idefics3 layout).' },
   OutOfMemory: {

@@ -1,6 +1,7 @@
 /**
- * Run before `npm run demo`: the random-weight SmolVLM-layout test checkpoint (models/generated/test) is
- * generated once, so the demo has a model offline even before the trained tiny model exists.
+ * Run before `npm run demo`: the demo's default is the committed tiny trained model (models/tiny/checkpoint); the
+ * random-weight SmolVLM-layout test checkpoint (models/generated/test, listed second: long answers, for trying
+ * streaming and Stop) is generated once here.
  */
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';

@@ -1,8 +1,10 @@
 /**
- * The chat demo in Chromium, driven as a user would: the demo's own Vite config (`npm run demo`) on a free port,
- * the default embedded model, an image dropped (DataTransfer) with its tile overlay and token budget (detail,
- * compression), a streamed answer stopped mid-way, a second turn that reuses the KV cache, the stats line and
- * the tile overlay; main-thread long tasks watched while generating.
+ * The chat demo in Chromium, driven as a user would: the demo's own Vite config (`npm run demo`) on a free port.
+ * The default embedded model (the tiny model trained here) answers a question about a picked image correctly.
+ * Then, on the random-weight checkpoint (its answers run on for as many tokens as asked, so they can be stopped
+ * mid-way): an image dropped (DataTransfer) with its tile overlay and token budget (detail, compression), a
+ * streamed answer stopped mid-way, a second turn that reuses the KV cache, the stats line and the tile overlay;
+ * main-thread long tasks watched while generating.
  * Then the page's messages: no WebGPU, and a model that does not exist.
  * SwiftShader is slow: `detail: 'low'` (one frame) for the chats, few tokens.
  */
@@ -52,7 +54,40 @@ describe('demo with WebGPU (SwiftShader)', () => {
   });
   after(async () => browser?.close());
 
-  test('load the default model, drop an image, stream, stop, second turn from the cache', { timeout: 15 * MIN }, async (t) => {
+  test('the default model is the embedded tiny model, and it answers what colour the shape is', { timeout: 10 * MIN }, async (t) => {
+    assert.ok(existsSync(TINY), 'models/tiny/checkpoint is committed');
+    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    const errors = watchErrors(page);
+    await page.goto(`${origin}/`);
+    await page.waitForSelector('body[data-ready]', { timeout: 8 * MIN });
+    assert.equal(await page.getAttribute('body', 'data-model'), 'webvlm/tiny-smolvlm');
+    assert.equal(await page.isVisible('#banner'), false, 'no "random weights" banner for a trained model');
+    // A picture like the model's colour task (a shape on a light background), picked with the file input.
+    const png = await page.evaluate(async () => {
+      const c = document.createElement('canvas');
+      c.width = c.height = 64;
+      const g = c.getContext('2d')!;
+      g.fillStyle = 'rgb(236, 232, 240)';
+      g.fillRect(0, 0, 64, 64);
+      g.fillStyle = 'rgb(40, 80, 220)';
+      g.fillRect(14, 20, 22, 22);
+      const blob = await new Promise<Blob>((r) => c.toBlob((b) => r(b!), 'image/png'));
+      return [...new Uint8Array(await blob.arrayBuffer())];
+    });
+    await page.setInputFiles('#file', { name: 'square.png', mimeType: 'image/png', buffer: Buffer.from(png) });
+    await page.waitForSelector('#overlay[data-tiles]');
+    await page.fill('#prompt', 'What color is the shape?');
+    await page.click('#send');
+    await page.waitForSelector('.msg.assistant[data-finish]', { timeout: 8 * MIN });
+    const answer = ((await page.textContent('.msg.assistant')) ?? '').trim();
+    t.diagnostic(`tiny model: "What color is the shape?" → ${JSON.stringify(answer)}; ${await page.textContent('#stats')}`);
+    assert.equal(answer, 'blue');
+    assert.equal(await page.getAttribute('.msg.assistant', 'data-finish'), 'stop', 'the model ended its answer itself');
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
+  test('random checkpoint: drop an image, stream, stop, second turn from the cache', { timeout: 15 * MIN }, async (t) => {
     const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
     const errors = watchErrors(page);
     // Long tasks on the page's main thread, recorded from the very start.
@@ -64,16 +99,12 @@ describe('demo with WebGPU (SwiftShader)', () => {
       }).observe({ type: 'longtask', buffered: true });
     });
     const t0 = Date.now();
-    await page.goto(`${origin}/`);
+    await page.goto(`${origin}/?model=webvlm/random-smolvlm-test`);
     await page.waitForSelector('body[data-ready]', { timeout: 8 * MIN });
     const loadMs = Date.now() - t0;
-
-    // The default model: the trained tiny model when it exists, else the random test checkpoint with its banner.
-    const model = await page.getAttribute('body', 'data-model');
-    const tiny = existsSync(TINY);
-    assert.equal(model, tiny ? 'webvlm/tiny-smolvlm' : 'webvlm/random-smolvlm-test');
-    assert.equal(await page.isVisible('#banner'), !tiny, 'the "random weights" banner shows exactly for the random checkpoint');
-    if (!tiny) assert.match((await page.textContent('#banner')) ?? '', /Random weights/);
+    assert.equal(await page.getAttribute('body', 'data-model'), 'webvlm/random-smolvlm-test');
+    assert.ok(await page.isVisible('#banner'), 'the "random weights" banner shows for the random checkpoint');
+    assert.match((await page.textContent('#banner')) ?? '', /Random weights/);
 
     // Drop an image (a real DataTransfer drop); with detail 'high' the overlay shows the model's tile grid.
     const dataTransfer = await page.evaluateHandle(async () => {
