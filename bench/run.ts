@@ -43,6 +43,10 @@ for (const adapter of adapters) {
     await page.addInitScript((m) => ((globalThis as { __E2E_MODEL?: string }).__E2E_MODEL = m), id);
   }
   if (process.env.WEBVLM_BENCH_256M) await page.addInitScript(() => ((globalThis as { __BENCH_256M?: boolean }).__BENCH_256M = true));
+  // Budget bench subsets (the 256M-shaped runs take minutes per frame on CPU adapters): e.g. WEBVLM_BENCH_SIZES=1024x768
+  // WEBVLM_BENCH_MODES=model,native.
+  const subset = { sizes: process.env.WEBVLM_BENCH_SIZES ?? '', modes: process.env.WEBVLM_BENCH_MODES ?? '' };
+  await page.addInitScript((v) => ((globalThis as { __BENCH_SUBSET?: typeof v }).__BENCH_SUBSET = v), subset);
   page.on('pageerror', (e) => console.error(`[page error] ${e.message}`));
   await page.goto(`${server.origin}/bench/page.html`);
   await page.waitForFunction(() => (window as any).__bench !== undefined, undefined, { timeout: 60_000 });
