@@ -199,7 +199,7 @@ function newChat() {
 
 function showStats(u: Usage, finish: string) {
   const f = (ms: number) => `${ms.toFixed(0)} ms`;
-  ui.stats.textContent = `load ${(loadMs / 1000).toFixed(1)} s · image encode ${f(u.imageEncodeMs)} · time to first token ${f(u.timeToFirstTokenMs)} · ${u.decodeTokensPerSecond.toFixed(1)} tokens/s · ${u.visualTokens} visual tokens · ${u.promptTokens} prompt tokens (${u.cachedTokens} cached) · ${u.completionTokens} generated${finish === 'abort' ? ' · stopped' : ''}`;
+  ui.stats.textContent = `load ${(loadMs / 1000).toFixed(1)} s · image encode ${f(u.imageEncodeMs)} · time to first token ${f(u.timeToFirstTokenMs)} · ${u.completionTokens > 1 ? `${u.decodeTokensPerSecond.toFixed(1)} tokens/s` : 'no decode steps'} · ${u.visualTokens} visual tokens · ${u.promptTokens} prompt tokens (${u.cachedTokens} cached) · ${u.completionTokens} generated${finish === 'abort' ? ' · stopped' : ''}`;
   ui.stats.dataset.cached = String(u.cachedTokens);
   ui.stats.dataset.completion = String(u.completionTokens);
   ui.stats.dataset.finish = finish;
