@@ -40,7 +40,8 @@ export interface EvalResult extends EvalSetting {
 }
 
 /** Runs every held-out row through `engine` (fresh conversation each), greedy, up to 6 new tokens. */
-export async function evaluate(engine: Engine, rows: ReturnType<typeof readHeldout>, s: Omit<EvalSetting, 'weights'>, weights: WeightFormat): Promise<EvalResult> {
+/** `s.weights` names the format `engine` was created with (reported, not applied). */
+export async function evaluate(engine: Engine, rows: ReturnType<typeof readHeldout>, s: EvalSetting): Promise<EvalResult> {
   const t0 = performance.now();
   const perTask: EvalResult['perTask'] = {};
   const wrong: EvalResult['wrong'] = [];
@@ -66,7 +67,7 @@ export async function evaluate(engine: Engine, rows: ReturnType<typeof readHeldo
   }
   for (const t of Object.values(perTask)) t.accuracy = t.correct / t.n;
   return {
-    weights, ...s, n: rows.length, correct, accuracy: correct / rows.length, perTask,
+    ...s, n: rows.length, correct, accuracy: correct / rows.length, perTask,
     visualTokens: tokens / rows.length, frames: frames / rows.length, seconds: (performance.now() - t0) / 1000, wrong,
   };
 }
@@ -108,7 +109,7 @@ async function main() {
   for (const weights of ['f32', 'int4'] as const) {
     const engine = await Engine.create(gpu, TINY_REPO, { weights, contextLength: 512, source: new DirSource(`${TINY_DIR}checkpoint`) });
     for (const s of SETTINGS.filter((x) => x.weights === weights)) {
-      const r = await evaluate(engine, rows, s, weights);
+      const r = await evaluate(engine, rows, s);
       console.log(`${weights} detail=${s.detail} compression=${s.compression}: ${(100 * r.accuracy).toFixed(1)} % (${r.correct}/${r.n}), ` +
         `${r.visualTokens.toFixed(1)} visual tokens/image, ${r.seconds.toFixed(0)} s`);
       results.push(r);

@@ -51,7 +51,7 @@ describe('tiny trained model: held-out accuracy in webvlm (Node, Dawn)', () => {
     if (!gpu) return t.skip(`no Dawn adapter: ${why}`);
     const engine = await Engine.create(gpu, TINY_REPO, { baseUrl: hub.url, weights: 'f32', contextLength: 256 });
     try {
-      f32 = await evaluate(engine, rows, { detail: 'high', compression: 1 }, 'f32');
+      f32 = await evaluate(engine, rows, { weights: 'f32', detail: 'high', compression: 1 });
     } finally {
       engine.dispose();
     }
@@ -70,7 +70,7 @@ describe('tiny trained model: held-out accuracy in webvlm (Node, Dawn)', () => {
     const engine = await Engine.create(gpu, TINY_REPO, { baseUrl: hub.url, weights: 'int4', contextLength: 256 });
     let r: EvalResult;
     try {
-      r = await evaluate(engine, rows, { detail: 'high', compression: 1 }, 'int4');
+      r = await evaluate(engine, rows, { weights: 'int4', detail: 'high', compression: 1 });
     } finally {
       engine.dispose();
     }

@@ -15,23 +15,14 @@ import { Idefics3Processor } from '../../src/engine/idefics3-processor.ts';
 import { startHubServer, type HubServer } from '../helpers/hub-server.ts';
 import { decodePng } from '../helpers/png.ts';
 import { compare } from '../harness/check.ts';
+import { argmax } from '../reference/idefics3-ref.ts';
+import { fixtureTensor } from '../helpers/tiny-fixture.ts';
 import { TINY_DIR, TINY_REPO } from '../../models/tiny/webvlm-eval.ts';
 
-interface Example {
+interface Example extends Record<string, unknown> {
   name: string; image: string; question: string; do_image_splitting: boolean;
-  input_ids: number[]; generated_ids: number[];
-  pixel_values_b64: string; pixel_values_shape: number[]; logits_b64: string; logits_shape: number[];
+  input_ids: number[]; generated_ids: number[]; pixel_values_shape: number[];
 }
-
-function f32(b64: string): Float32Array {
-  const bytes = Buffer.from(b64, 'base64');
-  const out = new Float32Array(bytes.length / 4);
-  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  for (let i = 0; i < out.length; i++) out[i] = dv.getFloat32(4 * i, true);
-  return out;
-}
-
-const argmax = (a: Float32Array) => a.reduce((b, x, i) => (x > a[b] ? i : b), 0);
 
 describe('tiny trained model: webvlm on the GPU == torch fixture', () => {
   const fx = JSON.parse(readFileSync(`${TINY_DIR}fixture.json`, 'utf8')) as { eos_token_id: number; examples: Example[] };
@@ -68,20 +59,20 @@ describe('tiny trained model: webvlm on the GPU == torch fixture', () => {
       const proc = processor.processChat(messages, [image], { detail: 'high' });
       assert.deepEqual(proc.inputIds, ex.input_ids, 'prompt ids (template + tokenizer + image tokens)');
       assert.deepEqual(proc.pixelShape, ex.pixel_values_shape, 'pixel tensor shape');
-      const px = compare(proc.pixelValues, f32(ex.pixel_values_b64));
+      const px = compare(proc.pixelValues, fixtureTensor(ex, 'pixel_values').data);
       // Pillow-exact resampling: identical normalized pixels (1e-6 allows the last bit of the normalization).
       assert.ok(px.maxAbs <= 1e-6, `pixels maxAbs ${px.maxAbs}`);
 
       const features = await m.model.encodeImage(proc.pixelValues, proc.pixelShape[0]);
       const cache = m.model.newCache(256);
-      const [rows, V] = ex.logits_shape;
+      const want = fixtureTensor(ex, 'logits');
+      const [rows, V] = want.shape;
       const got = await m.model.forward(proc.inputIds, cache, [features], rows);
-      const want = f32(ex.logits_b64);
-      const s = compare(got, want);
+      const s = compare(got, want.data);
       t.diagnostic(`${proc.pixelShape[0]} frames, ${ex.input_ids.length} ids; logits (last ${rows} rows) vs torch f32: maxAbs ${s.maxAbs.toExponential(2)}, relL2 ${s.relL2.toExponential(2)}`);
       // f32 on both sides, different summation orders: relative L2 under 1e-5 (measured 2.5e-6 on the 9-frame example).
       assert.ok(s.relL2 < 1e-5, `logits relL2 ${s.relL2}`);
-      for (let r = 0; r < rows; r++) assert.equal(argmax(got.subarray(r * V, (r + 1) * V)), argmax(want.subarray(r * V, (r + 1) * V)), `argmax row ${r}`);
+      for (let r = 0; r < rows; r++) assert.equal(argmax(got.subarray(r * V, (r + 1) * V)), argmax(want.data.subarray(r * V, (r + 1) * V)), `argmax row ${r}`);
 
       const tokens = [argmax(got.subarray((rows - 1) * V))];
       while (tokens.length < ex.generated_ids.length && tokens[tokens.length - 1] !== fx.eos_token_id) {

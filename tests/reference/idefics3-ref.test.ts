@@ -13,6 +13,7 @@ import {
   type PixelTensor, type WeightMap,
 } from './idefics3-ref.ts';
 import { f16ToNumber, parseSafetensors, readSafetensors } from './read-safetensors.ts';
+import { fixtureTensor } from '../helpers/tiny-fixture.ts';
 
 // ---------------------------------------------------------------------------------------------- strided views
 // A tiny torch-like strided tensor, to transcribe HF's view/permute/reshape/expand sequences literally.
@@ -370,20 +371,6 @@ const root = fileURLToPath(new URL('../../', import.meta.url));
 // WEBVLM_TINY_DIR: another directory of the same layout (checkpoint/ + fixture.json), e.g. a transformers-made one.
 const tinyDir = process.env.WEBVLM_TINY_DIR ?? `${root}models/tiny/`;
 const haveTiny = existsSync(`${tinyDir}fixture.json`) && existsSync(`${tinyDir}checkpoint/model.safetensors`) && existsSync(`${tinyDir}checkpoint/config.json`);
-
-interface FixtureTensor { shape: number[]; data: Float32Array }
-
-/** `<key>_b64` (base64 of little-endian f32, row-major) with its `<key>_shape` (models/tiny/make_fixture.py FORMAT). */
-function fixtureTensor(ex: Record<string, any>, key: string): FixtureTensor {
-  const b64 = ex[`${key}_b64`], shape = ex[`${key}_shape`];
-  if (typeof b64 !== 'string' || !Array.isArray(shape)) throw new Error(`fixture: ${key}_b64 / ${key}_shape missing`);
-  const bytes = Buffer.from(b64, 'base64');
-  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const data = new Float32Array(bytes.length / 4);
-  for (let i = 0; i < data.length; i++) data[i] = dv.getFloat32(4 * i, true);
-  assert.equal(numel(shape), data.length, `fixture ${key}: shape [${shape}] vs ${data.length} values`);
-  return { shape, data };
-}
 
 /** Tolerance vs torch f32: 1e-4 of the tensor's largest |value| (+1e-4 relative per element). */
 function checkAgainstTorch(what: string, ours: Float64Array, theirs: Float32Array): string {
