@@ -45,6 +45,8 @@ export interface TestHooks {
   loseDevice(): Promise<void>;
   /** Ends the worker from inside (simulates a crash). */
   crashWorker(): Promise<void>;
+  /** The next chat is aborted (through the worker's abort path) as it enters image encoding or the prefill. */
+  abortAtPhase(phase: 'encode' | 'prefill'): Promise<void>;
   readonly worker: Worker;
 }
 
@@ -242,6 +244,7 @@ export async function createEngine(model: string, opts: EngineOptions = {}): Pro
     [TEST_HOOKS]: {
       loseDevice: () => guard(remote.testLoseDevice()),
       crashWorker: () => guard(remote.testCrash()),
+      abortAtPhase: (phase) => guard(remote.testAbortAtPhase(phase)),
       worker,
     },
   };

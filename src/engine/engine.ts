@@ -28,7 +28,11 @@ export interface EngineChatRequest extends SamplingParams {
   /** Low-resolution-query compression of each frame's visual tokens: a factor, `{ factor }`, or off (absent/false/1). */
   compression?: CompressionOption;
   signal?: AbortSignal;
+  /** Called as the request enters a GPU phase. Internal: the worker's test hooks use it to abort at an exact point. */
+  onPhase?: (phase: EnginePhase) => void;
 }
+
+export type EnginePhase = 'encode' | 'prefill';
 
 export type CompressionOption = number | { factor: number } | false | undefined;
 
@@ -177,6 +181,7 @@ export class Engine {
       for (let i = 0; i < images.length; i++) {
         const frames = proc.images[i].frames;
         if (i >= imagesBefore) {
+          req.onPhase?.('encode');
           if (aborted()) throw new WebVLMError('Aborted', 'The request was aborted during image encoding.');
           features.push(
             gpuPixels
@@ -187,6 +192,7 @@ export class Engine {
         frame0 += frames;
       }
       const imageEncodeMs = now() - tEnc;
+      req.onPhase?.('prefill');
       if (aborted()) throw new WebVLMError('Aborted', 'The request was aborted before the prefill.');
       const tPre = now();
       // Greedy decoding picks tokens on the GPU (4 bytes read back per token); sampling reads the logits back

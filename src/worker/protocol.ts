@@ -45,6 +45,8 @@ export interface WorkerApi {
   testLoseDevice(): void;
   /** Test-only: ends the worker from inside (`self.close()`), as a crash would. */
   testCrash(): void;
+  /** Test-only: the next chat is aborted as it enters this phase (deterministic abort-in-prefill tests). */
+  testAbortAtPhase(phase: 'encode' | 'prefill'): void;
 }
 
 let installed = false;

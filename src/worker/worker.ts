@@ -9,7 +9,7 @@ import * as Comlink from 'comlink';
 import { WebVLMError, isWebVLMError } from '../errors.ts';
 import { GpuContext } from '../gpu/context.ts';
 import { describeCaps } from '../gpu/device.ts';
-import { Engine } from '../engine/engine.ts';
+import { Engine, type EnginePhase } from '../engine/engine.ts';
 import { HubSource, type FileSource } from '../engine/hub.ts';
 import { CachedSource } from '../engine/cache.ts';
 import { checkMemory, estimateCheckpointMemory } from '../engine/memory.ts';
@@ -27,6 +27,8 @@ let loaded: { model: string; opts: WorkerLoadOptions } | null = null;
 let reloading: Promise<void> | null = null;
 let loadCtrl: AbortController | null = null;
 const controllers = new Map<number, AbortController>();
+/** Test hook: abort the next request as it enters this phase, as if the API's abort() arrived right then. */
+let abortAtPhase: EnginePhase | null = null;
 
 function source(model: string, opts: WorkerLoadOptions, onProgress: (p: LoadProgress) => void, signal: AbortSignal): FileSource {
   const hub = new HubSource(model, { baseUrl: opts.baseUrl, revision: opts.revision, signal, onProgress, headers: opts.headers });
@@ -134,6 +136,11 @@ const api: WorkerApi = {
         messages: req.messages as unknown as EngineMessage[], images, signal: ctrl.signal,
         maxTokens: req.maxTokens, temperature: req.temperature, topK: req.topK, topP: req.topP,
         repetitionPenalty: req.repetitionPenalty, seed: req.seed, stop: req.stop, detail: req.detail, maxImageTokens: req.maxImageTokens, compression: req.compression,
+        onPhase: (phase) => {
+          if (phase !== abortAtPhase) return;
+          abortAtPhase = null;
+          api.abort(id);
+        },
       });
       // Deltas are one-way calls (generation never waits for the main thread), except the last: awaiting it
       // guarantees every delta arrived (they share one port) before chat() resolves on another.
@@ -175,6 +182,10 @@ const api: WorkerApi = {
 
   testCrash() {
     self.close();
+  },
+
+  testAbortAtPhase(phase: EnginePhase) {
+    abortAtPhase = phase;
   },
 };
 

@@ -79,11 +79,12 @@ export interface ChatPlan extends Omit<ChatRequest, 'messages' | 'signal'> {
   messages: unknown[];
   /** Abort after this many text deltas (0: right after the request starts). */
   abortAfterDeltas?: number;
-  abortAfterMs?: number;
+  /** Abort as the worker enters this phase: deterministic, unlike a timer that a fast machine can outrun. */
+  abortAtPhase?: 'encode' | 'prefill';
   loseDeviceAfterDeltas?: number;
   crashAfterDeltas?: number;
-  /** `worker.terminate()` from this thread this long after the request starts. */
-  terminateAfterMs?: number;
+  /** `worker.terminate()` from this thread when this many text deltas have arrived. */
+  terminateAfterDeltas?: number;
 }
 
 export interface ChatOutcome {
@@ -94,6 +95,8 @@ export interface ChatOutcome {
   usage?: Record<string, unknown>;
   error?: ErrorInfo;
   ms: number;
+  /** performance.now() when the request started; `start + ms` is when it ended. */
+  start: number;
   /** performance.now() of each delta, for ordering checks across concurrent chats. */
   times: number[];
 }
@@ -102,10 +105,9 @@ async function chat(name: string, plan: ChatPlan): Promise<ChatOutcome> {
   const t0 = performance.now();
   const engine = engines.get(name);
   if (!engine) throw new Error(`no engine ${name}`);
-  const { messages, abortAfterDeltas, abortAfterMs, loseDeviceAfterDeltas, crashAfterDeltas, terminateAfterMs, ...rest } = plan;
+  const { messages, abortAfterDeltas, abortAtPhase, loseDeviceAfterDeltas, crashAfterDeltas, terminateAfterDeltas, ...rest } = plan;
   const ctrl = new AbortController();
-  if (abortAfterMs !== undefined) setTimeout(() => ctrl.abort(), abortAfterMs);
-  if (terminateAfterMs !== undefined) setTimeout(() => hooks(name).worker.terminate(), terminateAfterMs);
+  if (abortAtPhase !== undefined) await hooks(name).abortAtPhase(abortAtPhase);
   if (abortAfterDeltas === 0) queueMicrotask(() => ctrl.abort());
   let text = '';
   let deltas = 0;
@@ -120,13 +122,14 @@ async function chat(name: string, plan: ChatPlan): Promise<ChatOutcome> {
         if (deltas === abortAfterDeltas) ctrl.abort();
         if (deltas === loseDeviceAfterDeltas) void hooks(name).loseDevice();
         if (deltas === crashAfterDeltas) void hooks(name).crashWorker();
+        if (deltas === terminateAfterDeltas) hooks(name).worker.terminate();
       } else {
-        return { ok: true, text, deltas, finishReason: d.finishReason, usage: JSON.parse(JSON.stringify(d.usage)), ms: performance.now() - t0, times };
+        return { ok: true, text, deltas, finishReason: d.finishReason, usage: JSON.parse(JSON.stringify(d.usage)), ms: performance.now() - t0, start: t0, times };
       }
     }
-    return { ok: false, text, deltas, error: { name: 'Error', message: 'stream ended without a done delta' }, ms: performance.now() - t0, times };
+    return { ok: false, text, deltas, error: { name: 'Error', message: 'stream ended without a done delta' }, ms: performance.now() - t0, start: t0, times };
   } catch (e) {
-    return { ok: false, text, deltas, error: toError(e), ms: performance.now() - t0, times };
+    return { ok: false, text, deltas, error: toError(e), ms: performance.now() - t0, start: t0, times };
   }
 }
 
