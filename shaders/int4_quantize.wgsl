@@ -52,6 +52,13 @@ fn write_group(n: u32, g: u32, s: f32) {
   }
 }
 
+// The f16 value nearest to x ≥ 0 (ties to even), as an f32; inputs past f16's range are the CPU's to refuse.
+fn round_to_f16(x: f32) -> f32 {
+  if (x < 6.103515625e-05) { return round(x * 16777216.0) / 16777216.0; } // subnormal: multiples of 2^-24
+  let b = bitcast<u32>(x);
+  return bitcast<f32>((b + 0xfffu + ((b >> 13u) & 1u)) & 0xffffe000u); // keep 10 mantissa bits, nearest-even
+}
+
 fn absmax(n: u32, g: u32) -> f32 {
   var m = 0.0;
   for (var k = g * GROUP; k < min((g + 1u) * GROUP, p.K); k++) { m = max(m, abs(wval(n * p.K + k))); }
@@ -68,11 +75,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   var s0 = absmax(n, g0) / 7.0;
   var s1 = select(0.0, absmax(n, g0 + 1u) / 7.0, has1);
   if (SCALE_F16) {
-    let word = pack2x16float(vec2<f32>(s0, s1));
-    let r = unpack2x16float(word);
-    s0 = r.x;
-    s1 = r.y;
-    scales[n * p.scale_stride + g0 / 2u] = word;
+    // Round to f16 by hand, then store: exactly representable values convert exactly. unpack(pack(s)) would be
+    // shorter, but NVIDIA's compiler folds it to s, and q then no longer matches the stored scale.
+    s0 = round_to_f16(s0);
+    s1 = round_to_f16(s1);
+    scales[n * p.scale_stride + g0 / 2u] = pack2x16float(vec2<f32>(s0, s1));
   } else {
     scales[n * p.scale_stride + g0] = bitcast<u32>(s0);
     if (has1) { scales[n * p.scale_stride + g0 + 1u] = bitcast<u32>(s1); }
