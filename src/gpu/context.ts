@@ -6,12 +6,16 @@ import { WebVLMError } from '../errors.ts';
 import { acquireDevice, type AcquireOptions, type GpuCapabilities } from './device.ts';
 import { Arena, BufferAllocator } from './buffers.ts';
 import { PipelineCache } from './pipelines.ts';
+import { BindGroupCache, UniformPool } from './bind-groups.ts';
 import { Recorder, type DispatchTiming } from './recorder.ts';
 import { adapterIsAnonymous, chooseVariants, guessSoftware, probeSoftwareAdapter, type ProbeResult, type VariantChoice } from './variants.ts';
 
 export class GpuContext {
   readonly pipelines: PipelineCache;
   readonly allocator: BufferAllocator;
+  /** Bind groups and uniform buffers reused across submits (see bind-groups.ts). */
+  readonly bindGroups: BindGroupCache;
+  readonly uniformPool: UniformPool;
   readonly variants: VariantChoice;
   /** Validation/out-of-memory errors the device reported without a scope (tests assert this stays empty). */
   readonly uncapturedErrors: string[] = [];
@@ -27,6 +31,8 @@ export class GpuContext {
     variants?: Partial<VariantChoice>,
   ) {
     this.pipelines = new PipelineCache(device);
+    this.bindGroups = new BindGroupCache(device);
+    this.uniformPool = new UniformPool(device);
     this.allocator = new BufferAllocator(device, Math.min(caps.limits.maxBufferSize, caps.limits.maxStorageBufferBindingSize));
     this.variants = { ...chooseVariants(caps), ...variants };
     device.addEventListener?.('uncapturederror', (ev: Event) => {

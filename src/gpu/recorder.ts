@@ -7,6 +7,7 @@
 import { WebVLMError } from '../errors.ts';
 import { Usage } from './buffers.ts';
 import type { GpuContext } from './context.ts';
+import type { BufferBinding } from './bind-groups.ts';
 
 export type Binding = GPUBuffer | { buffer: GPUBuffer; offset?: number; size?: number };
 export type UniformValues = ArrayBuffer | ArrayBufferView;
@@ -113,12 +114,8 @@ export class Recorder {
   private uploadUniforms(): GPUBuffer | null {
     if (this.uniformBytes === 0) return null;
     if (!this.uniformBuffer || this.uniformBuffer.size < this.uniformBytes) {
-      this.uniformBuffer?.destroy();
-      this.uniformBuffer = this.gpu.device.createBuffer({
-        label: `${this.label}/uniforms`,
-        size: Math.ceil(this.uniformBytes / 4096) * 4096,
-        usage: Usage.UNIFORM | Usage.COPY_DST,
-      });
+      if (this.uniformBuffer) this.gpu.uniformPool.give(this.uniformBuffer);
+      this.uniformBuffer = this.gpu.uniformPool.take(this.uniformBytes, this.label);
     }
     this.gpu.device.queue.writeBuffer(this.uniformBuffer, 0, this.uniformData.buffer, 0, this.uniformBytes);
     return this.uniformBuffer;
@@ -152,12 +149,12 @@ export class Recorder {
       } else if (!pass) {
         pass = encoder.beginComputePass({ label: this.label });
       }
-      const entries: GPUBindGroupEntry[] = op.bindings.map((b, i) => {
-        if (b instanceof UniformSlot) return { binding: i, resource: { buffer: ub!, offset: b.offset, size: b.size } };
+      const resources: BufferBinding[] = op.bindings.map((b) => {
+        if (b instanceof UniformSlot) return { buffer: ub!, offset: b.offset, size: b.size };
         // A GPUBuffer has no `buffer` property; a {buffer, offset, size} binding does.
-        return { binding: i, resource: 'buffer' in b ? b : { buffer: b } };
+        return 'buffer' in b ? b : { buffer: b };
       });
-      const bindGroup = device.createBindGroup({ label: op.label, layout: op.pipeline.getBindGroupLayout(0), entries });
+      const bindGroup = this.gpu.bindGroups.get(op.pipeline, resources, op.label);
       pass.setPipeline(op.pipeline);
       pass.setBindGroup(0, bindGroup);
       pass.dispatchWorkgroups(op.workgroups[0], op.workgroups[1], op.workgroups[2]);
@@ -183,7 +180,7 @@ export class Recorder {
   }
 
   destroy(): void {
-    this.uniformBuffer?.destroy();
+    if (this.uniformBuffer) this.gpu.uniformPool.give(this.uniformBuffer);
     this.uniformBuffer = null;
   }
 }

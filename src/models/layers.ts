@@ -51,7 +51,9 @@ export class Workspace {
   }
 
   release(): void {
-    for (const b of this.held) this.gpu.allocator.recycle(b);
+    // In reverse, so that the pool (LIFO) hands out the same buffers in the same order next time: the next
+    // decode step then finds its bind groups in the cache.
+    for (let i = this.held.length - 1; i >= 0; i--) this.gpu.allocator.recycle(this.held[i]);
     this.held.length = 0;
   }
 }
