@@ -16,16 +16,48 @@ export function upload(gpu: GpuContext, data: ArrayBufferView, label?: string, u
   return buffer;
 }
 
+/**
+ * MAP_READ staging buffers kept per device, by power-of-two size class: a decode step reads back every token,
+ * and allocating host-visible memory for each read cost milliseconds on an H100 (Dawn/Vulkan). A buffer is out
+ * of the pool while it is mapped, so concurrent reads never share one.
+ */
+const stagingPools = new WeakMap<GPUDevice, Map<number, GPUBuffer[]>>();
+const STAGING_POOLED_MAX = 64 << 20;
+const STAGING_KEEP = 4;
+
+function takeStaging(device: GPUDevice, size: number): GPUBuffer {
+  const cls = Math.max(256, 2 ** Math.ceil(Math.log2(size)));
+  if (cls > STAGING_POOLED_MAX) return device.createBuffer({ size, usage: Usage.MAP_READ | Usage.COPY_DST, label: 'readback' });
+  return stagingPools.get(device)?.get(cls)?.pop() ?? device.createBuffer({ size: cls, usage: Usage.MAP_READ | Usage.COPY_DST, label: 'readback' });
+}
+
+function giveStaging(device: GPUDevice, buffer: GPUBuffer): void {
+  if (buffer.size > STAGING_POOLED_MAX) return buffer.destroy();
+  let pool = stagingPools.get(device);
+  if (!pool) stagingPools.set(device, (pool = new Map()));
+  let list = pool.get(buffer.size);
+  if (!list) pool.set(buffer.size, (list = []));
+  if (list.length >= STAGING_KEEP) return buffer.destroy();
+  list.push(buffer);
+}
+
 /** Reads `byteLength` bytes of `buffer` from `offset` back to JS. */
 export async function readBytes(gpu: GpuContext, buffer: GPUBuffer, byteLength = buffer.size, offset = 0): Promise<ArrayBuffer> {
   const size = Math.ceil(byteLength / 4) * 4;
-  const staging = gpu.device.createBuffer({ size, usage: Usage.MAP_READ | Usage.COPY_DST, label: 'readback' });
-  const enc = gpu.device.createCommandEncoder();
-  enc.copyBufferToBuffer(buffer, offset, staging, 0, size);
-  gpu.device.queue.submit([enc.finish()]);
-  await staging.mapAsync(Usage.MAP_READ);
-  const out = staging.getMappedRange().slice(0, byteLength);
-  staging.destroy();
+  if (size === 0) return new ArrayBuffer(0);
+  const staging = takeStaging(gpu.device, size);
+  try {
+    const enc = gpu.device.createCommandEncoder();
+    enc.copyBufferToBuffer(buffer, offset, staging, 0, size);
+    gpu.device.queue.submit([enc.finish()]);
+    await staging.mapAsync(Usage.MAP_READ, 0, size);
+  } catch (e) {
+    staging.destroy();
+    throw e;
+  }
+  const out = staging.getMappedRange(0, size).slice(0, byteLength);
+  staging.unmap();
+  giveStaging(gpu.device, staging);
   return out;
 }
 
