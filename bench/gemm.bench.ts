@@ -5,7 +5,7 @@
  * reference on a few sampled rows before it is timed. On CPU adapters only the smallest shape runs (seconds
  * each). The vision tower spends most of an image's encode time in these products.
  */
-import { int4Gemm } from '../src/kernels/int4_gemm.ts';
+import { chooseTile, int4Gemm } from '../src/kernels/int4_gemm.ts';
 import { matmul } from '../src/kernels/matmul.ts';
 import { dequantizeInt4, quantizeInt4, uploadInt4 } from '../src/kernels/int4.ts';
 import { readF32, upload } from '../src/gpu/io.ts';
@@ -18,6 +18,8 @@ const SHAPES: Array<[number, number, number]> = [
   [1024, 3072, 768],
   [1024, 768, 3072],
   [4096, 768, 768],
+  [4096, 3072, 768],
+  [8192, 768, 3072],
 ];
 
 /** Max |Δ| over sampled rows of C = A·Bᵀ, relative to max |C| on them. */
@@ -40,6 +42,7 @@ export const benches: Bench[] = [
     async run({ gpu, log }) {
       const out: BenchResult[] = [];
       const shapes = gpu.caps.software ? SHAPES.slice(0, 1).map(([, N, K]) => [128, N, K] as [number, number, number]) : SHAPES;
+      log(`int4_gemm default at these shapes: ${shapes.map(([M, N]) => chooseTile(gpu, M, N)).join(', ')}`);
       for (const [M, N, K] of shapes) {
         const af = randomF32(M * K, M + K), bf = randomF32(N * K, N * 7 + K);
         const q = quantizeInt4(bf, N, K, { group: 32, scaleType: 'f16' });
@@ -47,7 +50,8 @@ export const benches: Bench[] = [
         const a = upload(gpu, af), b = upload(gpu, bf), y = gpu.allocator.create(M * N * 4);
         const flop = 2 * M * N * K;
         const runs: Array<[string, (rec: Parameters<Parameters<typeof timeKernel>[1]>[0]) => void, Float32Array]> = [
-          ['int4_gemm', (rec) => int4Gemm(gpu, rec, { a, w, out: y, M }), dequantizeInt4(q)],
+          ['int4_gemm/tile64', (rec) => int4Gemm(gpu, rec, { a, w, out: y, M, variant: 'tile64' }), dequantizeInt4(q)],
+          ['int4_gemm/tile128', (rec) => int4Gemm(gpu, rec, { a, w, out: y, M, variant: 'tile128' }), dequantizeInt4(q)],
           [`matmul/${gpu.variants.matmul} f32`, (rec) => matmul(gpu, rec, { a, b, out: y, M, N, K }), bf],
         ];
         for (const [name, record, ref] of runs) {

@@ -25,11 +25,21 @@ struct Params {
 override BLOCKS_PER_GROUP: u32 = 1u;
 override SCALE_F16: bool = false;
 
+#if WIDE
+// WIDE (GPUs, large M·N): a 128×128 tile per workgroup of 16×16 invocations, 8×8 outputs each (4 shared-memory
+// vec4 reads per 64 FMAs instead of 2 per 16), K in half-blocks of 16 so the two staging tiles fit in 16 KiB.
+// Each invocation keeps two weight words (rows r and r + 64) across a block's two halves.
+const TK = 16u;
+var<workgroup> As: array<vec4<f32>, 512>; // [16 k][128 rows / 4]
+var<workgroup> Bs: array<vec4<f32>, 512>; // [16 k][128 cols / 4]
+#else
 const TILE = 64u;
 const TK = 32u;
 // [TK][TILE] as vec4 along the tile: As[kk * 16 + r/4] holds rows r..r+3 at k = kk.
 var<workgroup> As: array<vec4<f32>, 512>;
 var<workgroup> Bs: array<vec4<f32>, 512>;
+
+#endif
 
 fn scale_of(n: u32, b: u32) -> f32 {
   let g = b / BLOCKS_PER_GROUP;
@@ -40,6 +50,79 @@ fn scale_of(n: u32, b: u32) -> f32 {
   return bitcast<f32>(scales[n * p.scale_stride + g]);
 }
 
+#if WIDE
+@compute @workgroup_size(16, 16)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+  let row0 = wg.y * 128u;
+  let col0 = wg.x * 128u;
+  let wr = li / 4u; // tile rows wr and wr + 64 of W, word wj of each block
+  let wj = li % 4u;
+  var acc: array<vec4<f32>, 16>;
+  for (var b = 0u; b < p.blocks; b++) {
+    var words = vec2<u32>(0x88888888u); // q = 0 for rows past N
+    var sc = vec2<f32>(0.0);
+    for (var h = 0u; h < 2u; h++) {
+      let n = col0 + wr + 64u * h;
+      if (n < p.N) {
+        words[h] = wq[(n * p.blocks + b) * 4u + wj];
+        sc[h] = scale_of(n, b);
+      }
+    }
+    for (var half = 0u; half < 2u; half++) {
+      let k0 = b * 32u + half * TK;
+      // A tile: 128 rows × 16 k, 8 values per invocation, consecutive invocations along k.
+      for (var t = 0u; t < 8u; t++) {
+        let idx = li + t * 256u;
+        let r = idx / TK;
+        let kk = idx % TK;
+        var v = 0.0;
+        if (row0 + r < p.M && k0 + kk < p.K) { v = a[(row0 + r) * p.K + k0 + kk]; }
+        As[kk * 32u + r / 4u][r % 4u] = v;
+      }
+      // W tile: nibbles 4·half + i of each word are elements 4i + wj of this half-block.
+      for (var h = 0u; h < 2u; h++) {
+        let r = wr + 64u * h;
+        for (var i = 0u; i < 4u; i++) {
+          let q = f32((words[h] >> (4u * (4u * half + i))) & 0xFu) - 8.0;
+          Bs[(4u * i + wj) * 32u + r / 4u][r % 4u] = q * sc[h];
+        }
+      }
+      workgroupBarrier();
+      for (var kk = 0u; kk < TK; kk++) {
+        let a0 = As[kk * 32u + lid.y];
+        let a1 = As[kk * 32u + 16u + lid.y];
+        let b0 = Bs[kk * 32u + lid.x];
+        let b1 = Bs[kk * 32u + 16u + lid.x];
+        for (var i = 0u; i < 4u; i++) {
+          acc[2u * i] = fma(vec4<f32>(a0[i]), b0, acc[2u * i]);
+          acc[2u * i + 1u] = fma(vec4<f32>(a0[i]), b1, acc[2u * i + 1u]);
+          acc[8u + 2u * i] = fma(vec4<f32>(a1[i]), b0, acc[8u + 2u * i]);
+          acc[9u + 2u * i] = fma(vec4<f32>(a1[i]), b1, acc[9u + 2u * i]);
+        }
+      }
+      workgroupBarrier();
+    }
+  }
+  // Rows row0 + 64·hr + 4·lid.y + i, columns col0 + 64·hc + 4·lid.x + j.
+  for (var hr = 0u; hr < 2u; hr++) {
+    for (var i = 0u; i < 4u; i++) {
+      let r = row0 + 64u * hr + lid.y * 4u + i;
+      if (r >= p.M) { break; }
+      for (var hc = 0u; hc < 2u; hc++) {
+        for (var j = 0u; j < 4u; j++) {
+          let col = col0 + 64u * hc + lid.x * 4u + j;
+          if (col < p.N) {
+            var v = acc[8u * hr + 2u * i + hc][j];
+            if (p.has_bias != 0u) { v += bias[col]; }
+            c[r * p.N + col] = v;
+          }
+        }
+      }
+    }
+  }
+}
+#else
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
@@ -96,3 +179,4 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     }
   }
 }
+#endif

@@ -15,6 +15,18 @@ export interface Int4GemmArgs {
   bias?: Binding;
   out: Binding;
   M: number;
+  /** Output tile: 'tile64' (64×64, 4×4 per invocation) or 'tile128' (128×128, 8×8). Default: see `chooseTile`. */
+  variant?: Int4GemmVariant;
+}
+
+export type Int4GemmVariant = 'tile64' | 'tile128';
+
+/**
+ * 128×128 tiles do 4× the work per shared-memory read but make 4× fewer workgroups; on CPU adapters the
+ * larger register block only adds spills. Used on GPUs once there are enough tiles to fill a big GPU.
+ */
+export function chooseTile(gpu: GpuContext, M: number, N: number): Int4GemmVariant {
+  return !gpu.caps.software && ceilDiv(M, 128) * ceilDiv(N, 128) >= 96 ? 'tile128' : 'tile64';
 }
 
 export function int4Gemm(gpu: GpuContext, rec: Recorder, args: Int4GemmArgs): void {
@@ -25,20 +37,23 @@ export function int4Gemm(gpu: GpuContext, rec: Recorder, args: Int4GemmArgs): vo
   requireBytes('int4Gemm', 'a', args.a, M * K * 4);
   if (args.bias) requireBytes('int4Gemm', 'bias', args.bias, N * 4);
   requireBytes('int4Gemm', 'out', args.out, M * N * 4);
+  const variant = args.variant ?? chooseTile(gpu, M, N);
+  const T = variant === 'tile128' ? 128 : 64;
   const max = gpu.caps.limits.maxComputeWorkgroupsPerDimension;
-  if (ceilDiv(M, 64) > max || ceilDiv(N, 64) > max) {
-    throw new WebVLMError('ShapeMismatch', `int4Gemm: ${M}x${N} needs more than ${max} 64-wide tiles in one dimension.`);
+  if (ceilDiv(M, T) > max || ceilDiv(N, T) > max) {
+    throw new WebVLMError('ShapeMismatch', `int4Gemm: ${M}x${N} needs more than ${max} ${T}-wide tiles in one dimension.`);
   }
   const pipeline = gpu.pipelines.get({
     name: 'int4_gemm',
     source,
+    defines: { WIDE: variant === 'tile128' },
     constants: { BLOCKS_PER_GROUP: w.group / INT4_BLOCK, SCALE_F16: w.scaleType === 'f16' ? 1 : 0 },
   });
   const params = rec.uniform(new Uint32Array([M, N, K, args.bias ? 1 : 0, layout.blocks, layout.scaleStride]));
   rec.dispatch(
     pipeline,
     [args.a, w.packed, w.scales, args.bias ?? dummy(gpu), args.out, params],
-    [ceilDiv(N, 64), ceilDiv(M, 64)],
-    `int4_gemm ${M}x${N}x${K} g${w.group} ${w.scaleType}`,
+    [ceilDiv(N, T), ceilDiv(M, T)],
+    `int4_gemm/${variant} ${M}x${N}x${K} g${w.group} ${w.scaleType}`,
   );
 }
