@@ -23,7 +23,7 @@ import { add, geluTanh } from '../src/kernels/elementwise.ts';
 import { int4Gemm } from '../src/kernels/int4_gemm.ts';
 import { int4Gemv } from '../src/kernels/int4_gemv.ts';
 import { quantizeInt4, uploadInt4 } from '../src/kernels/int4.ts';
-import { attentionPrefill } from '../src/kernels/attention_prefill.ts';
+import { attentionPrefill, type AttentionVariant } from '../src/kernels/attention_prefill.ts';
 import { attentionDecode, attentionDecodeScratchBytes } from '../src/kernels/attention_decode.ts';
 import { loadModel } from '../src/engine/load.ts';
 import { randomF32 } from '../tests/harness/check.ts';
@@ -231,15 +231,20 @@ async function benchOthers(ctx: BenchContext): Promise<BenchResult[]> {
   }
   // Attention prefill: the test encoder (13 frames × 64 patches, 2 heads of 64) and SmolVLM-256M's (1 frame
   // × 1024 patches, 12 heads of 64), bidirectional, reading a fused QKV buffer as the model does.
-  for (const [frames, P, heads, hd] of [[13, 64, 2, 64], [1, 1024, 12, 64]]) {
+  // On GPUs also 5 frames (the encoder's chunk) and each GPU variant by name.
+  const attShapes = gpu.caps.software ? [[13, 64, 2, 64], [1, 1024, 12, 64]] : [[13, 64, 2, 64], [1, 1024, 12, 64], [5, 1024, 12, 64]];
+  const attVariants: Array<AttentionVariant | undefined> = gpu.caps.software ? [undefined] : ['tile', 'rows-shared'];
+  for (const [frames, P, heads, hd] of attShapes) {
     const D = heads * hd;
     const qkv = upload(gpu, randomF32(frames * P * 3 * D, 1)), o = gpu.allocator.create(frames * P * D * 4);
-    const record: RecordFn = (rec) =>
-      attentionPrefill(gpu, rec, {
-        q: qkv, k: qkv, v: qkv, out: o, batch: frames, seqLen: P, heads, kvHeads: heads, headDim: hd, causal: false,
-        qStride: 3 * D, qOffset: 0, kOffset: D, vOffset: 2 * D, kvLayout: { kind: 'tokens', kvStride: 3 * D },
-      });
-    out.push({ name: `ops attention_prefill ${frames}x${P} h${heads} d${hd}`, value: await timeOp(gpu, record), unit: 'ms' });
+    for (const variant of attVariants) {
+      const record: RecordFn = (rec) =>
+        attentionPrefill(gpu, rec, {
+          q: qkv, k: qkv, v: qkv, out: o, batch: frames, seqLen: P, heads, kvHeads: heads, headDim: hd, causal: false,
+          qStride: 3 * D, qOffset: 0, kOffset: D, vOffset: 2 * D, kvLayout: { kind: 'tokens', kvStride: 3 * D }, variant,
+        });
+      out.push({ name: `ops attention_prefill${variant ? `/${variant}` : ''} ${frames}x${P} h${heads} d${hd}`, value: await timeOp(gpu, record), unit: 'ms' });
+    }
     destroyAll(gpu, [qkv, o]);
   }
   // Attention decode: one token over 300 cached keys (test: 2/1 heads; SmolVLM-256M: 9/3 heads), d64.

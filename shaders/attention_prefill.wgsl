@@ -275,3 +275,78 @@ fn main_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
   let ob = b * p.o_batch + row * p.o_row + h * HD4;
   for (var d = 0u; d < HD4; d++) { o[ob + d] = acc[d] * inv; }
 }
+
+// ---- Variant 'rows-shared' (GPUs) ----
+// FlashAttention-1 style: a workgroup of 64 invocations owns 64 consecutive query rows of one head, one row
+// per invocation with q and the output in registers; tiles of SB keys (K and V rows) are staged in workgroup
+// memory once and read by all 64 (the same address across a warp: a broadcast). No score tile, no
+// per-row serial softmax phase, two barriers per tile. Causal rows stop at their own position.
+
+override SB: u32 = 32u;                // keys per staged tile (SB · HD4 · 2 vec4 fit the workgroup budget)
+override SB_SIZE: u32 = SB * HD4;
+var<workgroup> ks: array<vec4<f32>, SB_SIZE>;
+var<workgroup> vs: array<vec4<f32>, SB_SIZE>;
+
+@compute @workgroup_size(64)
+fn main_rows_shared(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let b = wid.z;
+  let h = wid.y;
+  let kvh = h / p.group;
+  let row0 = wid.x * 64u;
+  let row = row0 + li;
+  let valid = row < p.seq;
+  var qv: array<vec4<f32>, HD4_MAX>;
+  var acc: array<vec4<f32>, HD4_MAX>;
+  let qb = p.q_off + b * p.q_batch + min(row, p.seq - 1u) * p.q_row + h * HD4;
+  for (var d = 0u; d < HD4; d++) {
+    qv[d] = q[qb + d] * p.scale_log2;
+    acc[d] = vec4<f32>(0.0);
+  }
+  // Keys this row sees, and (uniform over the workgroup) keys any of its rows sees.
+  var my_end = p.kv_len;
+  var wg_end = p.kv_len;
+  if (p.causal != 0u) {
+    my_end = min(my_end, p.past + row + 1u);
+    wg_end = min(wg_end, p.past + min(p.seq, row0 + 64u));
+  }
+  if (!valid) { my_end = 0u; }
+  let kb = p.k_off + b * p.k_batch + kvh * p.k_head;
+  let vb = p.v_off + b * p.k_batch + kvh * p.k_head;
+  var m = NEG;
+  var l = 0.0;
+  for (var k0 = 0u; k0 < wg_end; k0 += SB) {
+    workgroupBarrier(); // the previous tile is consumed
+    for (var i = li; i < SB * HD4; i += 64u) {
+      let j = i / HD4;
+      let d = i % HD4;
+      var kv = vec4<f32>(0.0);
+      var vv = vec4<f32>(0.0);
+      if (k0 + j < wg_end) {
+        kv = k[kb + (k0 + j) * p.k_row + d];
+        vv = v[vb + (k0 + j) * p.k_row + d];
+      }
+      ks[i] = kv;
+      vs[i] = vv;
+    }
+    workgroupBarrier();
+    let jn = min(SB, select(0u, my_end - k0, my_end > k0));
+    for (var j = 0u; j < jn; j++) {
+      var s = 0.0;
+      for (var d = 0u; d < HD4; d++) { s += dot(qv[d], ks[j * HD4 + d]); }
+      if (s > m) {
+        let alpha = exp2(m - s);
+        l *= alpha;
+        for (var d = 0u; d < HD4; d++) { acc[d] *= alpha; }
+        m = s;
+      }
+      let pj = exp2(s - m);
+      l += pj;
+      for (var d = 0u; d < HD4; d++) { acc[d] = fma(vec4<f32>(pj), vs[j * HD4 + d], acc[d]); }
+    }
+  }
+  if (valid) {
+    let inv = select(0.0, 1.0 / l, l > 0.0);
+    let ob = b * p.o_batch + row * p.o_row + h * HD4;
+    for (var d = 0u; d < HD4; d++) { o[ob + d] = acc[d] * inv; }
+  }
+}

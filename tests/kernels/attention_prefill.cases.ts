@@ -122,8 +122,8 @@ const shapes: Array<Omit<Spec, 'variant'>> = [
   { S: 33, heads: 12, kvHeads: 12, hd: 72, causal: false, fused: true },
 ];
 
-/** Every shape on every variant: 'tile' (GPUs), 'tile-lowmem' (CPU adapters), 'rows'. */
-const specs: Spec[] = (['tile', 'tile-lowmem', 'rows'] as const).flatMap((variant) => shapes.map((s) => ({ ...s, variant })));
+/** Every shape on every variant: 'tile' and 'rows-shared' (GPUs), 'tile-lowmem' (CPU adapters), 'rows'. */
+const specs: Spec[] = (['tile', 'tile-lowmem', 'rows', 'rows-shared'] as const).flatMap((variant) => shapes.map((s) => ({ ...s, variant })));
 
 export const cases = defineCases([
   ...specs.map((s, i) => ({
