@@ -7,7 +7,7 @@
  * exists but is not a checkpoint we can run); a shard named by the index → `CorruptCheckpoint`.
  */
 import { WebVLMError } from '../errors.ts';
-import { readAll, readJson, type FileHandle, type FileSource, type ProgressCallback } from './hub.ts';
+import { readAll, readJson, type FileHandle, type FileSource, type ProgressCallback } from './file-source.ts';
 import { readSafetensors, type SafetensorsDtype, type SafetensorsHeader, type SafetensorsTensor } from './safetensors.ts';
 import type { TensorChecker } from './idefics3-layout.ts';
 

@@ -4,7 +4,8 @@
  */
 import { WebVLMError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
-import { HubSource, type FileSource, type ProgressCallback } from './hub.ts';
+import { HubSource } from './hub.ts';
+import type { FileSource, ProgressCallback } from './file-source.ts';
 import { openCheckpoint, readCheckpointTensors } from './checkpoint.ts';
 import { tensorToF32 } from './safetensors.ts';
 import { idefics3Checker } from './idefics3-layout.ts';

@@ -14,7 +14,7 @@ import { WebVLMError } from '../errors.ts';
 import type { Idefics3Config } from '../models/idefics3-config.ts';
 import { visionChunkFrames } from '../models/idefics3.ts';
 import { parseIdefics3Config } from '../models/idefics3-config.ts';
-import { readJson, type FileHandle, type FileSource } from './hub.ts';
+import { readJson, type FileHandle, type FileSource } from './file-source.ts';
 import { parseSafetensorsHeader, readHeaderLength } from './safetensors.ts';
 import { parseProcessorConfig } from './idefics3-processor.ts';
 import { idefics3Checker } from './idefics3-layout.ts';

@@ -5,7 +5,8 @@ import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WebVLMError, isWebVLMError, type WebVLMErrorCode } from '../../src/errors.ts';
-import { HubSource, hubUrl, readAll, readJson, type HubOptions, type LoadProgressEvent } from '../../src/engine/hub.ts';
+import { HubSource, hubUrl, type HubOptions } from '../../src/engine/hub.ts';
+import { readAll, readJson, type LoadProgressEvent } from '../../src/engine/file-source.ts';
 import { startHubServer, type HubServer } from '../helpers/hub-server.ts';
 import { seededBytes } from '../helpers/safetensors-file.ts';
 

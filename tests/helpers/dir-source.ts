@@ -3,7 +3,7 @@ import { createReadStream, existsSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import type { FileHandle, FileSource } from '../../src/engine/hub.ts';
+import type { FileHandle, FileSource } from '../../src/engine/file-source.ts';
 
 export class DirSource implements FileSource {
   constructor(readonly dir: string) {}

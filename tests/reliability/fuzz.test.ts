@@ -15,7 +15,7 @@ import { GpuContext } from '../../src/gpu/context.ts';
 import { WebVLMError } from '../../src/errors.ts';
 import { loadModel } from '../../src/engine/load.ts';
 import { estimateCheckpointMemory } from '../../src/engine/memory.ts';
-import type { FileHandle, FileSource } from '../../src/engine/hub.ts';
+import type { FileHandle, FileSource } from '../../src/engine/file-source.ts';
 import { ensureTestModel, TEST_MODEL_DIR } from './helpers.ts';
 
 const ITERATIONS = 60;
