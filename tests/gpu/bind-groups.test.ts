@@ -3,25 +3,20 @@
  * every group yet reads the new uniform values; a different buffer or byte range is a new group and the work
  * lands there; the cache stays within its capacity.
  */
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { dawnContext } from '../harness/dawn.ts';
+import { useDawnContext } from '../harness/dawn-suite.ts';
 import { BindGroupCache } from '../../src/gpu/bind-groups.ts';
 import { readF32, upload } from '../../src/gpu/io.ts';
 import { add, scale } from '../../src/kernels/elementwise.ts';
-import type { GpuContext } from '../../src/gpu/context.ts';
 
 const N = 300; // not a multiple of any workgroup size
 
 describe('bind-group reuse (Node, Dawn)', () => {
-  let gpu: GpuContext | null = null;
-  let why = '';
-  before(async () => {
-    ({ gpu, why } = await dawnContext());
-  });
-  after(() => gpu?.destroy());
+  const dawn = useDawnContext();
 
   test('a re-recorded pass reuses every bind group and reads the new uniforms', async (t) => {
+    const { gpu, why } = dawn;
     if (!gpu) return t.skip(why);
     const x = upload(gpu, Float32Array.from({ length: N }, (_, i) => i - 100));
     const y = upload(gpu, Float32Array.from({ length: N }, (_, i) => 0.5 * i));
@@ -46,6 +41,7 @@ describe('bind-group reuse (Node, Dawn)', () => {
   });
 
   test('another buffer or another byte range of one is another group, and the work lands there', async (t) => {
+    const { gpu, why } = dawn;
     if (!gpu) return t.skip(why);
     const H = 512; // second range at element 512: storage offsets must be 256-byte aligned
     const x = upload(gpu, Float32Array.from({ length: 2 * H }, (_, i) => i + 1));
@@ -67,6 +63,7 @@ describe('bind-group reuse (Node, Dawn)', () => {
   });
 
   test('the cache holds at most its capacity, dropping the least recently used', async (t) => {
+    const { gpu, why } = dawn;
     if (!gpu) return t.skip(why);
     const cache = new BindGroupCache(gpu.device, 2);
     const rec = gpu.recorder('cap');

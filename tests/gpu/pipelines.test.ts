@@ -3,10 +3,9 @@
  * same defines and constants in another order share one, and any difference in name, entry point, define or
  * constant value is another pipeline.
  */
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { dawnContext } from '../harness/dawn.ts';
-import type { GpuContext } from '../../src/gpu/context.ts';
+import { useDawnContext } from '../harness/dawn-suite.ts';
 
 const source = `
 override SCALE: f32 = 1.0;
@@ -20,14 +19,10 @@ override BIAS: f32 = 0.0;
 @compute @workgroup_size(1) fn other() { x[0] = -x[0]; }
 `;
 
-let gpu: GpuContext | null = null;
-let why = '';
-before(async () => {
-  ({ gpu, why } = await dawnContext());
-});
-after(() => gpu?.destroy());
+const dawn = useDawnContext();
 
 test('pipelines are shared exactly when name, entry point, defines and constants agree', (t) => {
+  const { gpu, why } = dawn;
   if (!gpu) return t.skip(why);
   const c = gpu.pipelines;
   const base = c.get({ name: 'pc-test', source, defines: { DOUBLE: true, UNUSED: false }, constants: { SCALE: 2, BIAS: 1 } });

@@ -3,20 +3,15 @@
  * data (a staging buffer is out of the pool while mapped), odd sizes and offsets, zero bytes, and reads after
  * the buffers were reused still return the current contents.
  */
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { dawnContext } from '../harness/dawn.ts';
+import { useDawnContext } from '../harness/dawn-suite.ts';
 import { readBytes, readF32, upload } from '../../src/gpu/io.ts';
-import type { GpuContext } from '../../src/gpu/context.ts';
 
-let gpu: GpuContext | null = null;
-let why = '';
-before(async () => {
-  ({ gpu, why } = await dawnContext());
-});
-after(() => gpu?.destroy());
+const dawn = useDawnContext();
 
 test('concurrent, ragged and repeated reads return each buffer\'s current contents', async (t) => {
+  const { gpu, why } = dawn;
   if (!gpu) return t.skip(why);
   const sizes = [1, 3, 64, 1000, 49280, 70001];
   const data = sizes.map((n, i) => Float32Array.from({ length: n }, (_, k) => i * 1e6 + k));

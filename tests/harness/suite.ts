@@ -7,8 +7,7 @@
 import { after, before, describe, test } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
 import { launchChromium, openHarness, testOrigin } from './browser.ts';
-import { dawnContext } from './dawn.ts';
-import type { GpuContext } from '../../src/gpu/context.ts';
+import { useDawnContext } from './dawn-suite.ts';
 import { missingNeeds, type KernelCase } from './cases.ts';
 import type { CaseResult } from './page.ts';
 
@@ -46,14 +45,10 @@ export async function runKernelCases(modulePath: string): Promise<void> {
   const nodeCases = mod.cases.filter((c) => c.node || c.needs?.includes('f16'));
   if (!nodeCases.length) return;
   describe(`${modulePath} — Node Dawn (lavapipe)`, () => {
-    let gpu: GpuContext | null = null;
-    let why = '';
-    before(async () => {
-      ({ gpu, why } = await dawnContext());
-    });
-    after(() => gpu?.destroy());
+    const dawn = useDawnContext();
     for (const kc of nodeCases) {
       test(kc.name, { timeout: CASE_TIMEOUT }, async (t) => {
+        const { gpu, why } = dawn;
         if (!gpu) return t.skip(`no Dawn adapter: ${why}`);
         const missing = missingNeeds(gpu, kc.needs);
         if (missing.length) return t.skip(`device lacks ${missing.join(', ')}`);

@@ -4,15 +4,14 @@
  * after cached tokens (past_key/past_value), and decode. ORT is compared with our f64 reference, and,
  * where Node Dawn offers an adapter (lavapipe), with our GPU kernels on the same inputs.
  */
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import { buildGroupQueryAttentionModel } from '../../bench/onnx-models.ts';
-import type { GpuContext } from '../../src/gpu/context.ts';
 import { readF32, upload } from '../../src/gpu/io.ts';
 import { attentionPrefill } from '../../src/kernels/attention_prefill.ts';
 import { attentionDecode, attentionDecodeScratchBytes } from '../../src/kernels/attention_decode.ts';
 import { assertClose, fmtStats, randomF32 } from '../harness/check.ts';
-import { dawnContext } from '../harness/dawn.ts';
+import { useDawnContext } from '../harness/dawn-suite.ts';
 import { attentionRef, toCacheLayout } from './attention_ref.ts';
 
 interface Case {
@@ -91,15 +90,11 @@ describe('attention vs onnxruntime-node GroupQueryAttention (CPU)', () => {
 });
 
 describe('attention kernels vs onnxruntime-node GroupQueryAttention (Node Dawn)', () => {
-  let gpu: GpuContext | null = null;
-  let why = '';
-  before(async () => {
-    ({ gpu, why } = await dawnContext());
-  });
-  after(() => gpu?.destroy());
+  const dawn = useDawnContext();
 
   CASES.flatMap((c, i) => (['tile', 'rows'] as const).map((variant) => ({ c, i, variant }))).forEach(({ c, i, variant }) => {
     test(`GPU (${variant}) == ORT: ${label(c)}`, async (t) => {
+      const { gpu, why } = dawn;
       if (!gpu) return t.skip(`no Dawn adapter (lavapipe needs Mesa ≥ 25): ${why}`);
       const x = inputs(c, 500 + 7 * i);
       const ortOut = await runOrt(c, x);

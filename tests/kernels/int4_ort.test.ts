@@ -4,16 +4,15 @@
  * implementation nobody here wrote). Its output is compared with our f64 dequantized reference and, where
  * Node Dawn offers an adapter (lavapipe), with our GPU kernels directly.
  */
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import { buildMatMulNBitsModel } from '../../bench/onnx-models.ts';
-import type { GpuContext } from '../../src/gpu/context.ts';
 import { readF32, upload } from '../../src/gpu/io.ts';
 import { quantizeInt4, toMatMulNBits, uploadInt4, type Int4Group, type Int4Matrix, type Int4ScaleType } from '../../src/kernels/int4.ts';
 import { int4Gemm } from '../../src/kernels/int4_gemm.ts';
 import { int4Gemv } from '../../src/kernels/int4_gemv.ts';
 import { assertClose, fmtStats, randomF32 } from '../harness/check.ts';
-import { dawnContext } from '../harness/dawn.ts';
+import { useDawnContext } from '../harness/dawn-suite.ts';
 import { int4Ref, kernelTol } from './int4_gemv.cases.ts';
 
 interface Case {
@@ -68,14 +67,10 @@ describe('int4 vs onnxruntime-node MatMulNBits (CPU)', () => {
 });
 
 describe('int4 GPU kernels vs onnxruntime-node MatMulNBits (Node Dawn)', () => {
-  let gpu: GpuContext | null = null;
-  let why = '';
-  before(async () => {
-    ({ gpu, why } = await dawnContext());
-  });
-  after(() => gpu?.destroy());
+  const dawn = useDawnContext();
   CASES.forEach((c, i) => {
     test(`${label(c)}: our GPU kernel = ORT`, async (t) => {
+      const { gpu, why } = dawn;
       if (!gpu) return t.skip(`no Dawn adapter (${why}): compared with the reference only`);
       const { q, x, bias } = inputs(c, 500 + i);
       const ortY = await runOrt(q, x, c.M, bias);
