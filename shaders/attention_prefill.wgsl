@@ -235,6 +235,20 @@ fn outer(v: vec4<f32>, p: vec4<f32>) -> mat4x4<f32> {
 
 const HD4_MAX: u32 = 32u;
 
+// One key of the row-per-invocation online softmax (log2 domain): when score s raises the running max m, the sum l
+// and the output acc are rescaled (only then); returns the key's weight 2^(s − m).
+fn softmax_step(s: f32, m: ptr<function, f32>, l: ptr<function, f32>, acc: ptr<function, array<vec4<f32>, HD4_MAX>>) -> f32 {
+  if (s > *m) {
+    let alpha = exp2(*m - s);
+    *l *= alpha;
+    for (var d = 0u; d < HD4; d++) { (*acc)[d] *= alpha; }
+    *m = s;
+  }
+  let pj = exp2(s - *m);
+  *l += pj;
+  return pj;
+}
+
 @compute @workgroup_size(16)
 fn main_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let idx = gid.x + gid.y * nwg.x * 16u;
@@ -260,14 +274,7 @@ fn main_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     let kr = kb + j * p.k_row;
     var s = 0.0;
     for (var d = 0u; d < HD4; d++) { s += dot(qv[d], k[kr + d]); }
-    if (s > m) {
-      let alpha = exp2(m - s);
-      l *= alpha;
-      for (var d = 0u; d < HD4; d++) { acc[d] *= alpha; }
-      m = s;
-    }
-    let pj = exp2(s - m);
-    l += pj;
+    let pj = softmax_step(s, &m, &l, &acc);
     let vr = vb + j * p.k_row;
     for (var d = 0u; d < HD4; d++) { acc[d] = fma(vec4<f32>(pj), v[vr + d], acc[d]); }
   }
@@ -333,14 +340,7 @@ fn main_rows_shared(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
     for (var j = 0u; j < jn; j++) {
       var s = 0.0;
       for (var d = 0u; d < HD4; d++) { s += dot(qv[d], ks[j * HD4 + d]); }
-      if (s > m) {
-        let alpha = exp2(m - s);
-        l *= alpha;
-        for (var d = 0u; d < HD4; d++) { acc[d] *= alpha; }
-        m = s;
-      }
-      let pj = exp2(s - m);
-      l += pj;
+      let pj = softmax_step(s, &m, &l, &acc);
       for (var d = 0u; d < HD4; d++) { acc[d] = fma(vec4<f32>(pj), vs[j * HD4 + d], acc[d]); }
     }
   }

@@ -30,16 +30,31 @@ override SCALE_F16: bool = false;
 // vec4 reads per 64 FMAs instead of 2 per 16), K in half-blocks of 16 so the two staging tiles fit in 16 KiB.
 // Each invocation keeps two weight words (rows r and r + 64) across a block's two halves.
 const TK = 16u;
+const AS_ROW = 32u; // vec4s per k in As: 128 rows / 4
 var<workgroup> As: array<vec4<f32>, 512>; // [16 k][128 rows / 4]
 var<workgroup> Bs: array<vec4<f32>, 512>; // [16 k][128 cols / 4]
 #else
 const TILE = 64u;
 const TK = 32u;
+const AS_ROW = 16u; // vec4s per k in As: 64 rows / 4
 // [TK][TILE] as vec4 along the tile: As[kk * 16 + r/4] holds rows r..r+3 at k = kk.
 var<workgroup> As: array<vec4<f32>, 512>;
 var<workgroup> Bs: array<vec4<f32>, 512>;
 
 #endif
+
+// Stages A[row0 .., k0 .. k0 + TK) into As (0 past M and K): TK · 4·AS_ROW = 2048 values, 8 per invocation,
+// consecutive invocations along k (coalesced); As[kk · AS_ROW + r/4] holds rows r..r+3 at k0 + kk.
+fn stage_a(li: u32, row0: u32, k0: u32) {
+  for (var t = 0u; t < 8u; t++) {
+    let idx = li + t * 256u;
+    let r = idx / TK;
+    let kk = idx % TK;
+    var v = 0.0;
+    if (row0 + r < p.M && k0 + kk < p.K) { v = a[(row0 + r) * p.K + k0 + kk]; }
+    As[kk * AS_ROW + r / 4u][r % 4u] = v;
+  }
+}
 
 fn scale_of(n: u32, b: u32) -> f32 {
   let g = b / BLOCKS_PER_GROUP;
@@ -71,15 +86,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     }
     for (var half = 0u; half < 2u; half++) {
       let k0 = b * 32u + half * TK;
-      // A tile: 128 rows × 16 k, 8 values per invocation, consecutive invocations along k.
-      for (var t = 0u; t < 8u; t++) {
-        let idx = li + t * 256u;
-        let r = idx / TK;
-        let kk = idx % TK;
-        var v = 0.0;
-        if (row0 + r < p.M && k0 + kk < p.K) { v = a[(row0 + r) * p.K + k0 + kk]; }
-        As[kk * 32u + r / 4u][r % 4u] = v;
-      }
+      stage_a(li, row0, k0); // 128 rows × 16 k
       // W tile: nibbles 4·half + i of each word are elements 4i + wj of this half-block.
       for (var h = 0u; h < 2u; h++) {
         let r = wr + 64u * h;
@@ -135,15 +142,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   var acc: array<vec4<f32>, 4>;
   for (var b = 0u; b < p.blocks; b++) {
     let k0 = b * TK;
-    // A tile: 64 rows × 32 k; 8 values per invocation, consecutive invocations along k.
-    for (var t = 0u; t < 8u; t++) {
-      let idx = li + t * 256u;
-      let r = idx / TK;
-      let kk = idx % TK;
-      var v = 0.0;
-      if (row0 + r < p.M && k0 + kk < p.K) { v = a[(row0 + r) * p.K + k0 + kk]; }
-      As[kk * 16u + r / 4u][r % 4u] = v;
-    }
+    stage_a(li, row0, k0); // 64 rows × 32 k
     // W tile: word wj of block b of row wn → elements 4i + wj, i = 0..7, scaled.
     var word = 0x88888888u; // q = 0 for rows past N
     var s = 0.0;
