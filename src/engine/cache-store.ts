@@ -211,7 +211,6 @@ export const newDataId = (file: string) => {
   return `${[...r].map((b) => b.toString(16).padStart(2, '0')).join('')}-${file.replace(/[^A-Za-z0-9._-]/g, '_')}`;
 };
 
-
 async function allMeta(): Promise<Meta[]> {
   if (!hasCacheApi()) return [];
   const cache = await caches.open(CACHE_NAME);

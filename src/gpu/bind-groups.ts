@@ -56,10 +56,6 @@ export class BindGroupCache {
     if (this.groups.size > this.capacity) this.groups.delete(this.groups.keys().next().value!);
     return group;
   }
-
-  clear(): void {
-    this.groups.clear();
-  }
 }
 
 /**

@@ -1,5 +1,5 @@
 /** Moving data between JS and GPU buffers. */
-import { Usage, TENSOR_USAGE } from './buffers.ts';
+import { sizeClass, Usage, TENSOR_USAGE } from './buffers.ts';
 import type { GpuContext } from './context.ts';
 
 /** Creates a buffer holding `data` (mapped at creation: no extra copy through the queue). */
@@ -17,16 +17,17 @@ export function upload(gpu: GpuContext, data: ArrayBufferView, label?: string, u
 }
 
 /**
- * MAP_READ staging buffers kept per device, by power-of-two size class: a decode step reads back every token,
+ * MAP_READ staging buffers kept per device, by the allocator's size classes: a decode step reads back every token,
  * and allocating host-visible memory for each read cost milliseconds on an H100 (Dawn/Vulkan). A buffer is out
- * of the pool while it is mapped, so concurrent reads never share one.
+ * of the pool while it is mapped, so concurrent reads never share one. Not the allocator's own pool: staging
+ * memory is not GPU memory in `gpuBytes`, and only a few buffers per class are kept.
  */
 const stagingPools = new WeakMap<GPUDevice, Map<number, GPUBuffer[]>>();
 const STAGING_POOLED_MAX = 64 << 20;
 const STAGING_KEEP = 4;
 
 function takeStaging(device: GPUDevice, size: number): GPUBuffer {
-  const cls = Math.max(256, 2 ** Math.ceil(Math.log2(size)));
+  const cls = sizeClass(size);
   if (cls > STAGING_POOLED_MAX) return device.createBuffer({ size, usage: Usage.MAP_READ | Usage.COPY_DST, label: 'readback' });
   return stagingPools.get(device)?.get(cls)?.pop() ?? device.createBuffer({ size: cls, usage: Usage.MAP_READ | Usage.COPY_DST, label: 'readback' });
 }
