@@ -16,7 +16,7 @@ import { createServer } from 'node:http';
 import { readdirSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dawnGpu } from '../tests/harness/dawn.ts';
-import { missingNeeds, type KernelCase } from '../tests/harness/cases.ts';
+import { runCaseOn, type KernelCase } from '../tests/harness/cases.ts';
 import { GpuContext } from '../src/gpu/context.ts';
 import { describeCaps } from '../src/gpu/device.ts';
 import { hubMiddleware } from '../demo/hub-middleware.ts';
@@ -43,19 +43,14 @@ if (want('cases')) {
   for (const f of files) {
     const { cases } = (await import(`../tests/kernels/${f}`)) as { cases: KernelCase[] };
     for (const kc of cases) {
-      const missing = missingNeeds(gpu, kc.needs);
-      if (missing.length) {
-        skipped++;
-        console.log(`  - ${f} › ${kc.name}: skipped (device lacks ${missing.join(', ')})`);
-        continue;
-      }
       const logs: string[] = [];
-      const before = gpu.uncapturedErrors.length;
       try {
-        await kc.run({ gpu, log: (m) => logs.push(m) });
-        await gpu.sync();
-        const errs = gpu.uncapturedErrors.slice(before);
-        if (errs.length) throw new Error(`WebGPU errors: ${errs.join(' | ')}`);
+        const skip = await runCaseOn(gpu, kc, (m) => logs.push(m));
+        if (skip) {
+          skipped++;
+          console.log(`  - ${f} › ${kc.name}: skipped (${skip})`);
+          continue;
+        }
         passed++;
         console.log(`  ✔ ${f} › ${kc.name}${logs.length ? ` — ${logs.join('; ')}` : ''}`);
       } catch (e) {

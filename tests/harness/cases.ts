@@ -34,3 +34,18 @@ export function defineCases(cases: KernelCase[]): KernelCase[] {
 export function missingNeeds(gpu: GpuContext, needs: Need[] = []): Need[] {
   return needs.filter((n) => (n === 'f16' ? !gpu.caps.f16 : n === 'subgroups' ? !gpu.caps.subgroups : !gpu.caps.timestampQuery));
 }
+
+/**
+ * Runs one case on a Node/Dawn context: resolves to the reason it was skipped (the device lacks a feature it
+ * needs) or null when it passed; throws when it failed, including WebGPU errors the device reported meanwhile.
+ */
+export async function runCaseOn(gpu: GpuContext, kc: KernelCase, log: (message: string) => void): Promise<string | null> {
+  const missing = missingNeeds(gpu, kc.needs);
+  if (missing.length) return `device lacks ${missing.join(', ')}`;
+  const before = gpu.uncapturedErrors.length;
+  await kc.run({ gpu, log });
+  await gpu.sync();
+  const errs = gpu.uncapturedErrors.slice(before);
+  if (errs.length) throw new Error(`WebGPU errors: ${errs.join(' | ')}`);
+  return null;
+}

@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
 import { launchChromium, openHarness, testOrigin } from './browser.ts';
 import { useDawnContext } from './dawn-suite.ts';
-import { missingNeeds, type KernelCase } from './cases.ts';
+import { runCaseOn, type KernelCase } from './cases.ts';
 import type { CaseResult } from './page.ts';
 
 const CASE_TIMEOUT = 300_000;
@@ -50,13 +50,8 @@ export async function runKernelCases(modulePath: string): Promise<void> {
       test(kc.name, { timeout: CASE_TIMEOUT }, async (t) => {
         const { gpu, why } = dawn;
         if (!gpu) return t.skip(`no Dawn adapter: ${why}`);
-        const missing = missingNeeds(gpu, kc.needs);
-        if (missing.length) return t.skip(`device lacks ${missing.join(', ')}`);
-        const before = gpu.uncapturedErrors.length;
-        await kc.run({ gpu, log: (m) => t.diagnostic(m) });
-        await gpu.sync();
-        const errs = gpu.uncapturedErrors.slice(before);
-        if (errs.length) throw new Error(`WebGPU errors: ${errs.join(' | ')}`);
+        const skip = await runCaseOn(gpu, kc, (m) => t.diagnostic(m));
+        if (skip) t.skip(skip);
       });
     }
   });
