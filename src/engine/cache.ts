@@ -9,7 +9,8 @@
  * The index is a JSON entry per file in the Cache API (`meta`), written *after* the data is complete: data without
  * its meta is garbage that `delete`/`clear` sweeps, and a half-written file is never taken for a cached one.
  * Files the repo lacks (404) are remembered too (`absent`), so an offline load does not wait on network retries for
- * optional files.
+ * optional files. An HTML page served where a model file should be (a dev server's SPA fallback) is never stored as
+ * the file: the source reports it absent (text/html) or the stream fails at its first bytes, checked here too.
  *
  * Integrity: bytes enter the cache only through the hub download, which checks size and sha256 (when the hub gives
  * one). While storing, every 4 MiB block's SHA-256 is recorded; every cached read re-hashes each block (WebCrypto,
@@ -23,7 +24,7 @@
  * pin a commit as `revision` for reproducible loads.
  */
 import { WebVLMError } from '../errors.ts';
-import type { FileHandle, FileSource, StreamOptions } from './file-source.ts';
+import { htmlPageError, looksLikeHtml, mayBeHtml, type FileHandle, type FileSource, type StreamOptions } from './file-source.ts';
 import {
   OPFS_MIN_BYTES, BLOCK_BYTES, hasCacheApi, storage, hex, opfsWritable, isQuota, quotaError, openWriter, readData, readMeta, writeMeta, evict, newDataId,
   type CacheKey, type Meta, type DataWriter,
@@ -51,9 +52,11 @@ export class CachedSource implements FileSource {
     if (meta?.absent) return null;
     if (meta) {
       const blob = await readData(meta);
-      if (blob && blob.size === meta.size) return new CachedFile(this, meta, blob);
+      // A web page stored as the file (by a version without the HTML check) is evicted like a corrupt copy.
+      const html = blob && blob.size === meta.size && !mayBeHtml(file) && looksLikeHtml(new Uint8Array(await blob.slice(0, 64).arrayBuffer().catch(() => new ArrayBuffer(0))), { partial: blob.size < 16 });
+      if (blob && blob.size === meta.size && !html) return new CachedFile(this, meta, blob);
       await evict(meta);
-      this.opts.onEvict?.(file, blob ? `the cached copy is ${blob.size} bytes, ${meta.size} expected` : 'the cached data is gone');
+      this.opts.onEvict?.(file, html ? 'the cached copy is an HTML page' : blob ? `the cached copy is ${blob.size} bytes, ${meta.size} expected` : 'the cached data is gone');
     }
     const h = await this.inner.open(file, o);
     if (!h) {
@@ -168,6 +171,8 @@ function storingStream(src: CachedSource, h: FileHandle, opts: StreamOptions, sk
             return;
           }
           const chunk = r.value;
+          // Whatever the inner source let through: never keep a web page as a model file.
+          if (size === 0 && !mayBeHtml(h.name) && looksLikeHtml(chunk, { partial: chunk.length < 16 })) throw htmlPageError(h.name);
           size += chunk.length;
           await store(chunk);
           if (toSkip >= chunk.length) {

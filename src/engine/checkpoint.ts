@@ -7,8 +7,8 @@
  * exists but is not a checkpoint we can run); a shard named by the index → `CorruptCheckpoint`.
  */
 import { WebVLMError } from '../errors.ts';
-import { readAll, readJson, type FileHandle, type FileSource, type ProgressCallback } from './file-source.ts';
-import { readSafetensors, type SafetensorsDtype, type SafetensorsHeader, type SafetensorsTensor } from './safetensors.ts';
+import { readAll, readJson, readText, type FileHandle, type FileSource, type ProgressCallback } from './file-source.ts';
+import { readHeaderByRange, readSafetensors, type SafetensorsDtype, type SafetensorsHeader, type SafetensorsTensor } from './safetensors.ts';
 import type { TensorChecker } from './idefics3-layout.ts';
 
 type Json = Record<string, unknown>;
@@ -75,7 +75,7 @@ export async function openCheckpoint(source: FileSource, opts: OpenOptions = {})
 
   let chatTemplate: string | null = null;
   if (chatJinja) {
-    chatTemplate = new TextDecoder().decode(await readAllBytes(chatJinja, opts));
+    chatTemplate = await readText(chatJinja, { signal: opts.signal, onProgress: opts.onProgress });
   } else if (chatJson) {
     const j = await jsonObject(chatJson, opts);
     if (typeof j.chat_template !== 'string') throw new WebVLMError('CorruptCheckpoint', 'chat_template.json has no chat_template string.', { details: { file: 'chat_template.json' } });
@@ -84,6 +84,19 @@ export async function openCheckpoint(source: FileSource, opts: OpenOptions = {})
     chatTemplate = tokenizerConfig.chat_template;
   }
 
+  const { weights, indexTotalSize } = await weightShards(source, single, index, opts);
+  const sizes = weights.map((w) => w.file.size);
+  const weightFileBytes = sizes.every((s) => s !== null) ? (sizes as number[]).reduce((a, b) => a + b, 0) : null;
+  return { config, preprocessorConfig, processorConfig, tokenizer, tokenizerConfig, chatTemplate, generationConfig, weights, indexTotalSize, weightFileBytes };
+}
+
+/**
+ * The weight files: `model.safetensors` (`single`, when the source has it), else the shards the index names, each
+ * with the tensors assigned to it. Shared by `openCheckpoint` and the memory estimate, so both see the same files.
+ */
+export async function weightShards(source: FileSource, single: FileHandle | null, index: FileHandle | null, opts: OpenOptions = {}): Promise<{ weights: WeightShard[]; indexTotalSize: number | null }> {
+  const label = opts.label ?? 'checkpoint';
+  const open = (f: string) => source.open(f, { signal: opts.signal });
   let weights: WeightShard[];
   let indexTotalSize: number | null = null;
   if (single) {
@@ -114,9 +127,42 @@ export async function openCheckpoint(source: FileSource, opts: OpenOptions = {})
   } else {
     throw new WebVLMError('UnsupportedModel', `${label}: no model.safetensors or model.safetensors.index.json; webvlm loads safetensors checkpoints only.`);
   }
-  const sizes = weights.map((w) => w.file.size);
-  const weightFileBytes = sizes.every((s) => s !== null) ? (sizes as number[]).reduce((a, b) => a + b, 0) : null;
-  return { config, preprocessorConfig, processorConfig, tokenizer, tokenizerConfig, chatTemplate, generationConfig, weights, indexTotalSize, weightFileBytes };
+  return { weights, indexTotalSize };
+}
+
+/** A shard's header must hold exactly the tensors the index assigns to it (no check for a single file). */
+function checkShardAssignment(shard: WeightShard, h: SafetensorsHeader): void {
+  if (!shard.expected) return;
+  const file = shard.file.name;
+  const names = new Set(h.tensors.map((t) => t.name));
+  for (const t of h.tensors) {
+    if (!shard.expected.has(t.name)) {
+      throw new WebVLMError('CorruptCheckpoint', `${file} holds ${t.name}, which model.safetensors.index.json does not assign to it.`, { details: { file, tensor: t.name } });
+    }
+  }
+  for (const n of shard.expected) {
+    if (!names.has(n)) throw new WebVLMError('CorruptCheckpoint', `${file} lacks ${n}, which model.safetensors.index.json assigns to it.`, { details: { file, tensor: n } });
+  }
+}
+
+export interface ShardHeader {
+  file: string;
+  header: SafetensorsHeader;
+}
+
+/**
+ * Every weight file's header by range reads (8 bytes + the JSON per file; no tensor data), each checked against the
+ * index. What config.json says can then be checked against the real tensors before anything is sized from it.
+ */
+export async function readShardHeaders(weights: readonly WeightShard[], opts: { signal?: AbortSignal; weightDtypes?: readonly SafetensorsDtype[] | null } = {}): Promise<ShardHeader[]> {
+  // All at once (each is two small round trips); failures are reported in file order, whichever settled first.
+  const read = await Promise.allSettled(weights.map((w) => readHeaderByRange(w.file, opts)));
+  return weights.map((shard, i) => {
+    const r = read[i];
+    if (r.status === 'rejected') throw r.reason;
+    checkShardAssignment(shard, r.value);
+    return { file: shard.file.name, header: r.value };
+  });
 }
 
 function readAllBytes(h: FileHandle, opts: OpenOptions): Promise<Uint8Array> {
@@ -149,17 +195,7 @@ export async function* readCheckpointTensors(ckpt: CheckpointFiles, opts: Tensor
   for (const shard of ckpt.weights) {
     const file = shard.file.name;
     const onHeader = (h: SafetensorsHeader) => {
-      if (shard.expected) {
-        const names = new Set(h.tensors.map((t) => t.name));
-        for (const t of h.tensors) {
-          if (!shard.expected.has(t.name)) {
-            throw new WebVLMError('CorruptCheckpoint', `${file} holds ${t.name}, which model.safetensors.index.json does not assign to it.`, { details: { file, tensor: t.name } });
-          }
-        }
-        for (const n of shard.expected) {
-          if (!names.has(n)) throw new WebVLMError('CorruptCheckpoint', `${file} lacks ${n}, which model.safetensors.index.json assigns to it.`, { details: { file, tensor: n } });
-        }
-      }
+      checkShardAssignment(shard, h);
       opts.checker?.checkHeader(file, h);
       if (!shard.expected) opts.checker?.requireNames(file, new Set(h.tensors.map((t) => t.name)));
       tensorBytes += h.dataLength;

@@ -1,5 +1,6 @@
 /**
- * Files of a Hugging Face model repository over HTTP: `{baseUrl}/{repo}/resolve/{revision}/{file}`.
+ * Files of a Hugging Face model repository over HTTP: `{baseUrl}/{repo}/resolve/{revision}/{file}` — or of a plain
+ * folder (`{folder}/{file}`: the model id is the folder's URL, or `layout: 'folder'`), see `HubSource`.
  *
  * `FileSource.open(file)` gives a `FileHandle` (size, sha256 when known, `stream()`, `range()`), so a Cache API
  * layer can wrap or replace the network without touching the loaders. The hub implementation:
@@ -10,12 +11,28 @@
  *   that reads to the end never accepts a corrupt file. The sha256 comes from the hub API (`?blobs=true`, the only
  *   source a browser can read after the LFS redirect), else `x-linked-etag`, else a strong 64-hex ETag of a
  *   response that was not redirected. Git (non-LFS) files have a sha1 ETag and are size-checked only.
- * - reports `{ phase: 'download', file, loaded, total }` progress (total 0 when unknown).
+ * - reports `{ phase: 'download', file, loaded, total }` progress (total 0 when unknown);
+ * - puts deadlines on every request (its own AbortController, so a timed-out fetch really stops): response headers
+ *   (`headersTimeoutMs`), each body chunk (`stallTimeoutMs`), and a short one for the optional model-info API
+ *   (`apiTimeoutMs`, then loading goes on without it). Timeouts are retried like network errors;
+ * - treats an HTML page where a model file was expected (a dev server's SPA fallback answering 200 with index.html
+ *   for a missing file) as absent when the headers say text/html, and as `CorruptCheckpoint` when only the bytes do.
  */
 import { WebVLMError } from '../errors.ts';
 import { Sha256 } from './sha256.ts';
 import type { FileHandle, FileSource, ProgressCallback, StreamOptions } from './file-source.ts';
-import { abortError, childController, encoded, isRetryStatus, parseSize, retryAfter, Retryable, shaFromEtag, sleep } from './http-util.ts';
+import { htmlPageError, isHtmlType, looksLikeHtml, mayBeHtml } from './file-source.ts';
+import { checkPath, encodePath, folderUrl, hubUrl, isFolderId } from './hub-url.ts';
+import {
+  abortError, childController, encoded, fetchWithDeadline, isRetryStatus, parseSize, readBody, retryAfter, Retryable, shaFromEtag, sleep, timeoutDetails, withDeadline,
+} from './http-util.ts';
+
+export { hubUrl };
+
+/** Default deadlines (ms). */
+export const HUB_DEFAULTS = Object.freeze({ headersTimeoutMs: 30_000, stallTimeoutMs: 30_000, apiTimeoutMs: 5_000 });
+/** The model-info API's answer is a file list: far below this. */
+const MAX_API_BYTES = 32 << 20;
 
 export interface HubOptions {
   /** Branch, tag or commit. Default 'main'. */
@@ -33,31 +50,23 @@ export interface HubOptions {
   /** First backoff delay; doubles per failure in a row, with ±25 % jitter. Default 500 ms. */
   retryDelayMs?: number;
   maxRetryDelayMs?: number;
-  /** No byte for this long: the connection is treated as dropped and resumed. Default 30 s. */
+  /** Response headers not in after this long: the attempt is abandoned and retried. Default 30 s. */
+  headersTimeoutMs?: number;
+  /** No body byte for this long (streamed downloads, range reads): the connection is treated as dropped, resumed or retried. Default 30 s. */
   stallTimeoutMs?: number;
+  /** Deadline for the optional model-info API (headers, and each body chunk); past it loading goes on without it. Default 5 s. */
+  apiTimeoutMs?: number;
   /** Verify sha256 when known. Default true. */
   verifyHash?: boolean;
-  /** Ask `{baseUrl}/api/models/{repo}/revision/{rev}?blobs=true` for sizes and LFS sha256s. Default true. */
+  /** Ask `{baseUrl}/api/models/{repo}/revision/{rev}?blobs=true` for sizes and LFS sha256s. Default true (never for folders). */
   useApi?: boolean;
+  /**
+   * 'hub' (default): `{baseUrl}/{model}/resolve/{revision}/{file}`. 'folder': a plain directory of model folders,
+   * `{baseUrl}/{model}/{file}` (baseUrl required; no model-info API). A model id that is itself a URL or a path
+   * (`https://cdn.example.com/tiny/`, `/models/tiny/`, `./tiny/`) is always a folder: `{that}/{file}`.
+   */
+  layout?: 'hub' | 'folder';
 }
-
-/** `{base}/{repo}/resolve/{revision}/{file}`, each segment percent-encoded (the revision as one segment). */
-export function hubUrl(model: string, file: string, opts: { revision?: string; baseUrl?: string } = {}): string {
-  checkPath('model id', model);
-  checkPath('file', file);
-  const base = (opts.baseUrl ?? 'https://huggingface.co').replace(/\/+$/, '');
-  const rev = opts.revision ?? 'main';
-  if (!rev) throw new WebVLMError('InvalidArgument', 'revision must not be empty.');
-  return `${base}/${encodePath(model)}/resolve/${encodeURIComponent(rev)}/${encodePath(file)}`;
-}
-
-function checkPath(what: string, p: string): void {
-  if (typeof p !== 'string' || !p || p.startsWith('/') || p.endsWith('/') || p.split('/').some((s) => s === '' || s === '.' || s === '..')) {
-    throw new WebVLMError('InvalidArgument', `Invalid ${what} ${JSON.stringify(p)}: expected a relative path like "owner/name".`);
-  }
-}
-
-const encodePath = (p: string) => p.split('/').map(encodeURIComponent).join('/');
 
 interface FileMeta {
   size: number | null;
@@ -72,25 +81,54 @@ interface ApiSibling {
   lfs?: { sha256?: unknown; size?: unknown } | null;
 }
 
+/**
+ * A model's files over HTTP. `model` is a repo id ("owner/name", hub layout unless `layout: 'folder'`) or a folder
+ * URL / path (`https://cdn.example.com/tiny/`, `/models/tiny/`: files are `{folder}{file}`, `baseUrl` unused; a
+ * relative path resolves against `location`, so pass an absolute URL where that is not the page's).
+ */
 export class HubSource implements FileSource {
   readonly model: string;
   readonly revision: string;
+  /** Hub layout: the hub's URL (no trailing '/'). Folder model id: the folder's absolute URL, ending in '/'. */
   readonly baseUrl: string;
+  readonly layout: 'hub' | 'folder';
+  /** The model id is the folder URL itself (`baseUrl`). */
+  private readonly isFolderId: boolean;
   private readonly opts: HubOptions;
   private readonly fetchFn: typeof fetch;
   private apiMeta: Promise<Map<string, { size: number | null; sha256: string | null }> | null> | null = null;
 
   constructor(model: string, opts: HubOptions = {}) {
-    checkPath('model id', model);
+    this.isFolderId = isFolderId(model);
+    if (this.isFolderId) {
+      this.layout = 'folder';
+      this.baseUrl = folderUrl(model);
+    } else {
+      checkPath('model id', model);
+      this.layout = opts.layout ?? 'hub';
+      if (this.layout === 'folder' && !opts.baseUrl) {
+        throw new WebVLMError('InvalidArgument', `layout: 'folder' needs a baseUrl (the directory that holds ${model}/), or pass the folder's URL as the model id.`);
+      }
+      this.baseUrl = (opts.baseUrl ?? 'https://huggingface.co').replace(/\/+$/, '');
+    }
     this.model = model;
     this.revision = opts.revision ?? 'main';
-    this.baseUrl = (opts.baseUrl ?? 'https://huggingface.co').replace(/\/+$/, '');
     this.opts = opts;
     this.fetchFn = opts.fetch ?? ((input, init) => globalThis.fetch(input, init));
   }
 
   url(file: string): string {
-    return hubUrl(this.model, file, { revision: this.revision, baseUrl: this.baseUrl });
+    if (this.layout === 'hub') return hubUrl(this.model, file, { revision: this.revision, baseUrl: this.baseUrl });
+    checkPath('file', file);
+    return this.isFolderId ? this.baseUrl + encodePath(file) : `${this.baseUrl}/${encodePath(this.model)}/${encodePath(file)}`;
+  }
+
+  private get headersMs(): number {
+    return this.opts.headersTimeoutMs ?? HUB_DEFAULTS.headersTimeoutMs;
+  }
+
+  private get stallMs(): number {
+    return this.opts.stallTimeoutMs ?? HUB_DEFAULTS.stallTimeoutMs;
   }
 
   private get retries(): number {
@@ -107,16 +145,21 @@ export class HubSource implements FileSource {
 
   /** Sizes and LFS sha256s from the hub API, fetched once; null when the API is unavailable (mirrors, offline). */
   private api(signal?: AbortSignal): Promise<Map<string, { size: number | null; sha256: string | null }> | null> {
-    if (this.opts.useApi === false) return Promise.resolve(null);
+    if (this.opts.useApi === false || this.layout === 'folder') return Promise.resolve(null);
     this.apiMeta ??= (async () => {
+      const sig = signal ?? this.opts.signal;
+      const ms = this.opts.apiTimeoutMs ?? HUB_DEFAULTS.apiTimeoutMs;
+      const what = `Asking the hub API about ${this.model}`;
+      let close = () => {};
       try {
         const url = `${this.baseUrl}/api/models/${encodePath(this.model)}/revision/${encodeURIComponent(this.revision)}?blobs=true`;
-        const res = await this.fetchFn(url, { headers: this.opts.headers, signal: signal ?? this.opts.signal });
-        if (!res.ok) {
-          await res.body?.cancel();
-          return null;
-        }
-        const json = (await res.json()) as { siblings?: ApiSibling[] };
+        // Optional: a short deadline, no retries. A hub that does not answer costs `ms` once, not a stalled load.
+        const r = await fetchWithDeadline(url, { headers: this.opts.headers }, { fetch: this.fetchFn, headersMs: ms, signal: sig, what });
+        close = r.close;
+        const { res } = r;
+        if (!res.ok) return null;
+        const body = await readBody(res, { conn: r.conn, idleMs: ms, signal: sig, what, maxBytes: MAX_API_BYTES });
+        const json = JSON.parse(new TextDecoder().decode(body)) as { siblings?: ApiSibling[] };
         if (!Array.isArray(json.siblings)) return null;
         const map = new Map<string, { size: number | null; sha256: string | null }>();
         for (const s of json.siblings) {
@@ -128,49 +171,67 @@ export class HubSource implements FileSource {
         }
         return map;
       } catch {
-        return null; // metadata is an extra check; the download itself decides success
+        // Metadata is an extra check; the download itself decides success. After an abort, ask again next time.
+        if (sig?.aborted) this.apiMeta = null;
+        return null;
+      } finally {
+        close();
       }
     })();
     return this.apiMeta;
   }
 
   /**
-   * One request with retries. Returns the response for any non-retryable status (the caller decides);
-   * throws `DownloadFailed` once retries run out, `Aborted` on abort.
+   * One request with retries, each attempt under the headers deadline. `read` gets the response for any
+   * non-retryable status (the caller decides) and `body()`, the whole body under the idle deadline; what `read`
+   * throws other than a `WebVLMError` (a dropped connection, a body timeout) is retried like a network error.
+   * Throws `DownloadFailed` once retries run out (naming the file and the deadline that passed), `Aborted` on abort.
    */
-  private async request(file: string, init: RequestInit, signal: AbortSignal | undefined): Promise<Response> {
+  private async request<T>(file: string, init: RequestInit, signal: AbortSignal | undefined, read: (res: Response, body: () => Promise<Uint8Array>) => Promise<T>): Promise<T> {
     const url = this.url(file);
+    const what = `Downloading ${file}`;
     let failures = 0;
     for (;;) {
-      if (signal?.aborted) throw abortError(`Downloading ${file}`, signal.reason);
+      if (signal?.aborted) throw abortError(what, signal.reason);
       let hint: number | undefined;
-      let why: string;
+      let last: unknown;
+      let close = () => {};
       try {
-        const res = await this.fetchFn(url, { ...init, headers: { ...this.opts.headers, ...(init.headers as Record<string, string>) }, signal });
-        if (!isRetryStatus(res.status)) return res;
+        const r = await fetchWithDeadline(url, { ...init, headers: { ...this.opts.headers, ...(init.headers as Record<string, string>) } }, { fetch: this.fetchFn, headersMs: this.headersMs, signal, what });
+        close = r.close;
+        const res = r.res;
+        if (!isRetryStatus(res.status)) return await read(res, () => readBody(res, { conn: r.conn, idleMs: this.stallMs, signal, what }));
         hint = retryAfter(res);
-        why = `HTTP ${res.status}`;
+        last = new Retryable(`HTTP ${res.status}`);
         await res.body?.cancel().catch(() => {});
       } catch (e) {
-        if (signal?.aborted) throw abortError(`Downloading ${file}`, signal.reason);
-        why = e instanceof Error ? e.message : String(e);
+        if (signal?.aborted) throw abortError(what, signal.reason);
+        if (e instanceof WebVLMError) throw e;
+        last = e;
+      } finally {
+        close();
       }
       failures++;
       if (failures > this.retries) {
-        throw new WebVLMError('DownloadFailed', `Downloading ${file} from ${url} failed after ${failures} attempts: ${why}.`, { details: { file, url, attempts: failures } });
+        const why = last instanceof Error ? last.message : String(last);
+        throw new WebVLMError('DownloadFailed', `${what} from ${url} failed after ${failures} attempts: ${why}.`, { details: { file, url, attempts: failures, ...timeoutDetails(last) } });
       }
-      await sleep(this.backoff(failures, hint), signal, `Downloading ${file}`);
+      await sleep(this.backoff(failures, hint), signal, what);
     }
   }
 
   async open(file: string, opts: { signal?: AbortSignal } = {}): Promise<FileHandle | null> {
     const signal = opts.signal ?? this.opts.signal;
-    const [api, res0] = await Promise.all([this.api(signal), this.request(file, { method: 'HEAD' }, signal)]);
+    const asIs = async (r: Response) => r;
+    const [api, res0] = await Promise.all([this.api(signal), this.request(file, { method: 'HEAD' }, signal, asIs)]);
+    if (signal?.aborted) throw abortError(`Downloading ${file}`, signal.reason); // (the API swallows its abort)
     let res = res0;
     if (res.status === 405 || res.status === 501) {
       // No HEAD: ask for the first byte instead and read the size from Content-Range.
-      res = await this.request(file, { headers: { Range: 'bytes=0-0' } }, signal);
-      await res.body?.cancel().catch(() => {});
+      res = await this.request(file, { headers: { Range: 'bytes=0-0' } }, signal, async (r) => {
+        await r.body?.cancel().catch(() => {});
+        return r;
+      });
     }
     if (res.status === 404 || res.status === 410) return null;
     if (res.status === 401 || res.status === 403) {
@@ -182,6 +243,9 @@ export class HubSource implements FileSource {
       throw new WebVLMError('DownloadFailed', `${this.url(file)}: unexpected HTTP ${res.status}.`, { details: { file, status: res.status } });
     }
     const h = res.headers;
+    // A web page where a model file should be: a dev server's SPA fallback (index.html, 200, for any unknown path),
+    // a login or error page. The file is not there, as with a 404.
+    if (!mayBeHtml(file) && isHtmlType(h.get('content-type'))) return null;
     const fromApi = api?.get(file);
     let size = fromApi?.size ?? parseSize(h.get('x-linked-size'));
     let sizeExact = size !== null;
@@ -200,7 +264,8 @@ export class HubSource implements FileSource {
     const { ctrl, release } = childController(opts.signal ?? this.opts.signal);
     const verify = this.opts.verifyHash !== false && meta.sha256 !== null;
     const hash = verify ? new Sha256() : null;
-    const stallMs = this.opts.stallTimeoutMs ?? 30_000;
+    const stallMs = this.stallMs;
+    const sniffHtml = !mayBeHtml(file);
     let size = meta.size;
     let received = 0;
     let failures = 0;
@@ -231,29 +296,30 @@ export class HubSource implements FileSource {
       r?.cancel().catch(() => {});
     };
     /** Counts a failure; throws once there were too many in a row without progress. */
-    const failed = async (why: string, hintMs?: number) => {
+    const failed = async (why: string, hintMs?: number, cause?: unknown) => {
       closeConn();
       if (ctrl.signal.aborted) throw abortError(what, ctrl.signal.reason);
       if (received > receivedAtFailure) failures = 0;
       receivedAtFailure = received;
       failures++;
       if (failures > this.retries) {
-        throw new WebVLMError('DownloadFailed', `${what} failed at byte ${received}${size !== null ? ` of ${size}` : ''} after ${failures} attempts: ${why}.`, {
-          details: { file, received, size, attempts: failures },
+        throw new WebVLMError('DownloadFailed', `${what} from ${this.url(file)} failed at byte ${received}${size !== null ? ` of ${size}` : ''} after ${failures} attempts: ${why}.`, {
+          details: { file, url: this.url(file), received, size, attempts: failures, ...timeoutDetails(cause) },
         });
       }
       await sleep(this.backoff(failures, hintMs), ctrl.signal, what);
     };
 
     const connect = async () => {
-      conn = childController(ctrl.signal);
       const headers: Record<string, string> = received > 0 ? { Range: `bytes=${received}-` } : {};
       let res: Response;
       try {
-        res = await this.fetchFn(this.url(file), { headers: { ...this.opts.headers, ...headers }, signal: conn.ctrl.signal });
+        const r = await fetchWithDeadline(this.url(file), { headers: { ...this.opts.headers, ...headers } }, { fetch: this.fetchFn, headersMs: this.headersMs, signal: ctrl.signal, what });
+        conn = { ctrl: r.conn, release: r.close };
+        res = r.res;
       } catch (e) {
         if (ctrl.signal.aborted) throw abortError(what, ctrl.signal.reason);
-        return failed(e instanceof Error ? e.message : String(e));
+        return failed(e instanceof Error ? e.message : String(e), undefined, e);
       }
       if (isRetryStatus(res.status)) {
         await res.body?.cancel().catch(() => {});
@@ -292,15 +358,8 @@ export class HubSource implements FileSource {
       reader = res.body.getReader();
     };
 
-    /** reader.read() that gives up after `stallMs` without data. */
-    const readChunk = (r: ReadableStreamDefaultReader<Uint8Array>) =>
-      new Promise<ReadableStreamReadResult<Uint8Array>>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Retryable(`no data for ${stallMs} ms`)), stallMs);
-        r.read().then(
-          (v) => { clearTimeout(timer); resolve(v); },
-          (e) => { clearTimeout(timer); reject(e); },
-        );
-      });
+    /** reader.read() that gives up (aborting the connection) after `stallMs` without data. */
+    const readChunk = (r: ReadableStreamDefaultReader<Uint8Array>) => withDeadline(r.read(), stallMs, 'body', conn!.ctrl, ctrl.signal, what);
 
     /** Size and hash checks once every byte is in. */
     const finish = () => {
@@ -331,7 +390,7 @@ export class HubSource implements FileSource {
               r = await readChunk(reader);
             } catch (e) {
               if (ctrl.signal.aborted) throw abortError(what, ctrl.signal.reason);
-              await failed(e instanceof Error ? e.message : String(e));
+              await failed(e instanceof Error ? e.message : String(e), undefined, e);
               continue;
             }
             if (r.done) {
@@ -354,6 +413,8 @@ export class HubSource implements FileSource {
               chunk = chunk.subarray(drop);
               if (!chunk.length) continue;
             }
+            // The file's first bytes: an HTML page (SPA fallback, login page) under a non-HTML content type.
+            if (received === 0 && sniffHtml && looksLikeHtml(chunk, { partial: chunk.length < 16 })) throw htmlPageError(file, this.url(file));
             if (size !== null && received + chunk.length > size) {
               if (meta.sizeExact) throw corrupt(`more than the expected ${size} bytes arrived`, { size });
               size = null; // only a Content-Length of a possibly compressed response: stop trusting it
@@ -396,29 +457,19 @@ export class HubSource implements FileSource {
       throw new WebVLMError('InvalidArgument', `${file}: invalid range [${start}, ${end}) of a ${meta.size ?? 'unknown'}-byte file.`);
     }
     if (start === end) return new Uint8Array(0);
-    const sig = signal ?? this.opts.signal;
-    let failures = 0;
-    for (;;) {
-      const res = await this.request(file, { headers: { Range: `bytes=${start}-${end - 1}` } }, sig);
+    return this.request(file, { headers: { Range: `bytes=${start}-${end - 1}` } }, signal ?? this.opts.signal, async (res, body) => {
       if (res.status !== 200 && res.status !== 206) {
         await res.body?.cancel().catch(() => {});
         throw new WebVLMError(res.status === 404 ? 'CorruptCheckpoint' : 'DownloadFailed', `${file}: range request got HTTP ${res.status}.`, { details: { file, status: res.status } });
       }
-      try {
-        const buf = new Uint8Array(await res.arrayBuffer());
-        const bytes = res.status === 206 ? buf : buf.subarray(start, end);
-        if (bytes.length !== end - start) {
-          throw new WebVLMError('CorruptCheckpoint', `${file}: range [${start}, ${end}) returned ${bytes.length} bytes.`, { details: { file } });
-        }
-        return bytes;
-      } catch (e) {
-        if (e instanceof WebVLMError) throw e;
-        if (sig?.aborted) throw abortError(`Reading ${file}`, sig.reason);
-        failures++;
-        if (failures > this.retries) throw new WebVLMError('DownloadFailed', `${file}: range request failed: ${(e as Error).message}`, { cause: e });
-        await sleep(this.backoff(failures), sig, `Reading ${file}`);
+      const buf = await body();
+      if (start === 0 && !mayBeHtml(file) && (isHtmlType(res.headers.get('content-type')) || looksLikeHtml(buf, { partial: true }))) throw htmlPageError(file, this.url(file));
+      const bytes = res.status === 206 ? buf : buf.subarray(start, end);
+      if (bytes.length !== end - start) {
+        throw new WebVLMError('CorruptCheckpoint', `${file}: range [${start}, ${end}) returned ${bytes.length} bytes.`, { details: { file } });
       }
-    }
+      return bytes;
+    });
   }
 }
 

@@ -1,6 +1,7 @@
 /** Turns what the API accepts as an image into pixels, in the worker (no DOM; OffscreenCanvas + createImageBitmap). */
 import { WebVLMError } from '../errors.ts';
 import type { PixelImage } from '../engine/resample.ts';
+import { abortError, fetchWithDeadline, readBody, timeoutDetails } from '../engine/http-util.ts';
 
 /** What crosses into the worker: already-decoded pixels, a bitmap, a blob, or a URL to fetch. */
 export type WorkerImage = ImageData | ImageBitmap | Blob | string;
@@ -70,30 +71,74 @@ export function sniffImageSize(b: Uint8Array): { width: number; height: number; 
 /** Bytes read from the start of a blob to find its size (a JPEG's frame header may follow a large EXIF block). */
 const SNIFF_BYTES = 256 * 1024;
 
-export async function decodeImage(input: WorkerImage, signal?: AbortSignal): Promise<PixelImage> {
-  if (typeof input === 'string') {
-    let res: Response;
-    try {
-      res = await fetch(input, { signal });
-    } catch (cause) {
-      throw new WebVLMError('ImageDecodeFailed', `Could not fetch the image at ${input.slice(0, 100)}.`, { cause });
-    }
-    if (!res.ok) throw new WebVLMError('ImageDecodeFailed', `Fetching the image at ${input.slice(0, 100)} failed: HTTP ${res.status}.`);
-    return decodeImage(await res.blob(), signal);
+/** Deadlines for image URLs (ms): response headers, and the longest pause between body chunks. Tests may lower them. */
+export const IMAGE_FETCH_DEFAULTS = { headersTimeoutMs: 30_000, idleTimeoutMs: 30_000 };
+
+export interface ImageFetchOptions {
+  headersTimeoutMs?: number;
+  idleTimeoutMs?: number;
+}
+
+/**
+ * An image URL's bytes, under deadlines (a server that never answers must not hang the chat): a timeout or a
+ * network error is `ImageDecodeFailed` naming the URL (and the wait), an abort through `signal` is `Aborted`.
+ * `ImageDecodeFailed` rather than `DownloadFailed`: the image is the caller's input, like a bad blob, and
+ * `DownloadFailed` means the model's files.
+ */
+async function fetchImage(url: string, signal: AbortSignal | undefined, o: ImageFetchOptions): Promise<Blob> {
+  const shown = url.length > 100 ? `${url.slice(0, 100)}…` : url;
+  const what = `Fetching the image at ${shown}`;
+  const headersMs = o.headersTimeoutMs ?? IMAGE_FETCH_DEFAULTS.headersTimeoutMs;
+  const idleMs = o.idleTimeoutMs ?? IMAGE_FETCH_DEFAULTS.idleTimeoutMs;
+  const fail = (cause: unknown, why: string) => {
+    if (signal?.aborted) return abortError(what, signal.reason);
+    if (cause instanceof WebVLMError) return cause;
+    return new WebVLMError('ImageDecodeFailed', `${what} failed: ${why}.`, {
+      cause, hint: 'Check that the image URL answers (and allows this origin through CORS), or pass the image as a Blob, ImageBitmap or ImageData.',
+      details: { url: shown, ...timeoutDetails(cause) },
+    });
+  };
+  let r: Awaited<ReturnType<typeof fetchWithDeadline>>;
+  try {
+    r = await fetchWithDeadline(url, {}, { fetch: (i, init) => globalThis.fetch(i, init), headersMs, signal, what });
+  } catch (cause) {
+    throw fail(cause, cause instanceof Error ? cause.message : String(cause));
   }
+  try {
+    if (!r.res.ok) {
+      await r.res.body?.cancel().catch(() => {});
+      throw new WebVLMError('ImageDecodeFailed', `${what} failed: HTTP ${r.res.status}.`, { details: { url: shown, status: r.res.status } });
+    }
+    const bytes = await readBody(r.res, { conn: r.conn, idleMs, signal, what });
+    return new Blob([bytes as Uint8Array<ArrayBuffer>], { type: r.res.headers.get('content-type') ?? '' });
+  } catch (cause) {
+    throw fail(cause, cause instanceof Error ? cause.message : String(cause));
+  } finally {
+    r.close();
+  }
+}
+
+export async function decodeImage(input: WorkerImage, signal?: AbortSignal, fetchOpts: ImageFetchOptions = {}): Promise<PixelImage> {
+  if (typeof input === 'string') return decodeImage(await fetchImage(input, signal, fetchOpts), signal);
   if (typeof ImageData !== 'undefined' && input instanceof ImageData) return fromImageData(input);
+  if (isPixelsLike(input)) return fromImageData(input as ImageData);
   let bitmap: ImageBitmap;
   if (typeof Blob !== 'undefined' && input instanceof Blob) {
     if (input.size === 0) throw new WebVLMError('ImageDecodeFailed', 'The image blob is empty (0 bytes).');
     const head = sniffImageSize(new Uint8Array(await input.slice(0, SNIFF_BYTES).arrayBuffer()));
     if (head) checkImageSize(head.width, head.height, `The ${head.format.toUpperCase()} image`);
+    if (typeof createImageBitmap === 'undefined') {
+      throw new WebVLMError('ImageDecodeFailed', 'This environment cannot decode image files (no createImageBitmap, e.g. Node); pass decoded pixels { width, height, data } instead.');
+    }
     try {
       bitmap = await createImageBitmap(input);
     } catch (cause) {
       throw new WebVLMError('ImageDecodeFailed', `The ${input.type || 'blob'} (${input.size} bytes) is not a decodable image.`, { cause });
     }
+  } else if (typeof ImageBitmap !== 'undefined' && input instanceof ImageBitmap) {
+    bitmap = input;
   } else {
-    bitmap = input as ImageBitmap;
+    throw new WebVLMError('InvalidImage', `Not an image (${input === null ? 'null' : typeof input}): pass a URL, Blob, ImageBitmap, ImageData or { width, height, data } with RGBA bytes.`);
   }
   const { width, height } = bitmap;
   try {
@@ -108,6 +153,24 @@ export async function decodeImage(input: WorkerImage, signal?: AbortSignal): Pro
   ctx.drawImage(bitmap, 0, 0);
   bitmap.close();
   return fromImageData(ctx.getImageData(0, 0, width, height));
+}
+
+/**
+ * `{ width, height, data }` with 4 bytes per pixel (RGBA): what an ImageData is, in places without one (Node, an
+ * inline engine). Anything else that is not a Blob or ImageBitmap is not an image.
+ */
+function isPixelsLike(v: unknown): boolean {
+  if (typeof v !== 'object' || v === null || (typeof Blob !== 'undefined' && v instanceof Blob)) return false;
+  if (typeof ImageBitmap !== 'undefined' && v instanceof ImageBitmap) return false;
+  const o = v as { width?: unknown; height?: unknown; data?: unknown };
+  if (!(typeof o.width === 'number' && typeof o.height === 'number' && (o.data instanceof Uint8ClampedArray || o.data instanceof Uint8Array))) {
+    throw new WebVLMError('InvalidImage', 'Not an image: pass a URL, Blob, ImageBitmap, ImageData or { width, height, data } with RGBA bytes.');
+  }
+  checkImageSize(o.width, o.height);
+  if (o.data.length !== o.width * o.height * 4) {
+    throw new WebVLMError('InvalidImage', `The pixel data holds ${o.data.length} bytes; a ${o.width}×${o.height} RGBA image needs ${o.width * o.height * 4}.`);
+  }
+  return true;
 }
 
 function fromImageData(d: ImageData): PixelImage {

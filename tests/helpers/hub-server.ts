@@ -2,7 +2,10 @@
  * A local stand-in for the Hugging Face hub (node:http on 127.0.0.1, a free port) serving directories in hub layout,
  * `/{repo}/resolve/{revision}/{file}`, plus `/api/models/{repo}/revision/{revision}` (siblings with sizes and LFS
  * sha256s, as `?blobs=true` returns them). Range requests, HEAD, Content-Length, ETag = x-linked-etag = sha256 and
- * x-linked-size on every file, 404 for what is missing. Per-file fault injection for download tests.
+ * x-linked-size on every file, 404 for what is missing. Per-file fault injection for download tests (the model-info
+ * API is the file 'api': `setFault(repo, 'api', …)` takes `stallHeaders` and `hangAfter`).
+ * Also, for self-hosting tests: plain folders (`folders`: `/{prefix}/{file}`, as a static file server serves them) and
+ * an SPA fallback (`spaFallback`: unknown paths → 200 text/html index page, as Vite's dev server answers them).
  * Loopback only; `close()` ends every connection (including hung ones) and timer.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -31,6 +34,8 @@ export interface Fault {
   noHash?: boolean;
   /** Answer HEAD with 405 (the client must probe another way). */
   noHead?: boolean;
+  /** Accept the request and never send the response headers, for the first `times` matching requests (default all). */
+  stallHeaders?: { times?: number; method?: 'HEAD' | 'GET'; rangeOnly?: boolean };
 }
 
 export interface RequestRecord {
@@ -39,6 +44,8 @@ export interface RequestRecord {
   file: string;
   range: string | null;
   status: number;
+  /** The client closed the connection before the response was complete (an aborted fetch). */
+  aborted: boolean;
 }
 
 export interface HubServer {
@@ -60,6 +67,23 @@ export interface HubServerOptions {
   api?: boolean;
   /** Answer cross-origin requests (CORS headers, preflight), for pages served from another origin. Default false. */
   cors?: boolean;
+  /** URL prefix (e.g. 'models/tiny') → directory served as a plain folder, `/{prefix}/{file}`: Content-Length and a
+   * content type by extension, no x-linked-* headers, no API (what nginx or `vite preview` give). */
+  folders?: Record<string, string>;
+  /** Answer every unknown path with 200 and an HTML index page (Vite's SPA fallback). `contentType` replaces the
+   * text/html Content-Type (a server that lies about it). */
+  spaFallback?: boolean | { contentType?: string };
+}
+
+/** The page `spaFallback` answers unknown paths with. */
+export const SPA_INDEX = '<!DOCTYPE html>\n<html lang="en">\n  <head><meta charset="UTF-8" /><title>app</title></head>\n  <body><div id="app"></div><script type="module" src="/src/main.ts"></script></body>\n</html>\n';
+
+const CONTENT_TYPES: Record<string, string> = { json: 'application/json', jinja: 'text/plain; charset=utf-8', txt: 'text/plain; charset=utf-8', html: 'text/html' };
+
+interface Ctx {
+  req: IncomingMessage;
+  res: ServerResponse;
+  record: (repo: string, file: string, status: number) => RequestRecord;
 }
 
 interface FileInfo {
@@ -84,7 +108,7 @@ async function listFiles(dir: string): Promise<string[]> {
 export async function startHubServer(opts: HubServerOptions): Promise<HubServer> {
   const revisions = opts.revisions ?? ['main'];
   const faults = new Map<string, Fault>();
-  const used = new Map<string, { fail: number; drop: number; hang: number }>();
+  const used = new Map<string, { fail: number; drop: number; hang: number; stall: number }>();
   const info = new Map<string, Promise<FileInfo | null>>();
   const sockets = new Set<Socket>();
   const shutdown = new AbortController();
@@ -96,7 +120,7 @@ export async function startHubServer(opts: HubServerOptions): Promise<HubServer>
     let p = info.get(k);
     if (!p) {
       p = (async () => {
-        const dir = opts.repos[repo];
+        const dir = opts.repos[repo] ?? opts.folders?.[repo];
         if (!dir || file.split('/').some((s) => s === '..' || s === '.' || s === '')) return null;
         const path = join(dir, file);
         const st = await stat(path).catch(() => null);
@@ -118,11 +142,18 @@ export async function startHubServer(opts: HubServerOptions): Promise<HubServer>
       shutdown.signal.addEventListener('abort', onAbort, { once: true });
     });
 
+  const counter = (repo: string, file: string) => {
+    let c = used.get(key(repo, file));
+    if (!c) used.set(key(repo, file), (c = { fail: 0, drop: 0, hang: 0, stall: 0 }));
+    return c;
+  };
+
   /** Writes [start, end) of the file with the fault's pacing, corruption, drop and hang. */
   async function sendBody(res: ServerResponse, fi: FileInfo, start: number, end: number, fault: Fault, counts: { drop: number; hang: number }): Promise<void> {
     const dropAt = fault.dropAfter && counts.drop++ < (fault.dropAfter.times ?? 1) ? fault.dropAfter.bytes : Infinity;
     const hangAt = fault.hangAfter && counts.hang++ < (fault.hangAfter.times ?? 1) ? fault.hangAfter.bytes : Infinity;
     const piece = fault.bytesPerSecond ? Math.max(1, Math.floor(fault.bytesPerSecond / 20)) : 1 << 16;
+    res.flushHeaders(); // headers go out now, so `hangAfter: { bytes: 0 }` is "headers, then silence"
     const fh = await open(fi.path, 'r');
     try {
       let sent = 0;
@@ -165,9 +196,30 @@ export async function startHubServer(opts: HubServerOptions): Promise<HubServer>
     }
     const url = new URL(req.url ?? '/', 'http://x');
     const parts = url.pathname.split('/').slice(1).map(decodeURIComponent);
-    const record = (repo: string, file: string, status: number) =>
-      requests.push({ method: req.method ?? 'GET', repo, file, range: (req.headers.range as string | undefined) ?? null, status });
+    const record = (repo: string, file: string, status: number) => {
+      const r: RequestRecord = { method: req.method ?? 'GET', repo, file, range: (req.headers.range as string | undefined) ?? null, status, aborted: false };
+      requests.push(r);
+      res.on('close', () => (r.aborted = !res.writableFinished));
+      return r;
+    };
+    /** `stallHeaders`: true when this request is to be left unanswered (the connection stays open). */
+    const stalls = (repo: string, file: string, fault: Fault) => {
+      const s = fault.stallHeaders;
+      if (!s || (s.method && s.method !== req.method) || (s.rangeOnly && !req.headers.range)) return false;
+      const c = counter(repo, file);
+      if (c.stall >= (s.times ?? Infinity)) return false;
+      c.stall++;
+      record(repo, file, 0);
+      return true;
+    };
     const notFound = (repo = '', file = '') => {
+      if (opts.spaFallback) {
+        // Vite's dev server: any unknown path is the app's index.html, 200.
+        const ct = (typeof opts.spaFallback === 'object' && opts.spaFallback.contentType) || 'text/html';
+        record(repo, file, 200);
+        res.writeHead(200, { 'content-type': ct, 'content-length': String(Buffer.byteLength(SPA_INDEX)) }).end(req.method === 'HEAD' ? undefined : SPA_INDEX);
+        return;
+      }
       record(repo, file, 404);
       res.writeHead(404, { 'content-type': 'text/plain', 'x-error-code': 'EntryNotFound' }).end('Entry not found');
     };
@@ -178,6 +230,8 @@ export async function startHubServer(opts: HubServerOptions): Promise<HubServer>
       const repo = parts.slice(2, revAt).join('/');
       const rev = parts[revAt + 1];
       if (opts.api === false || revAt < 0 || !opts.repos[repo] || !revisions.includes(rev)) return notFound(repo, 'api');
+      const apiFault = faults.get(key(repo, 'api')) ?? {};
+      if (stalls(repo, 'api', apiFault)) return;
       const siblings = [];
       for (const f of await listFiles(opts.repos[repo])) {
         const fi = await fileInfo(repo, f);
@@ -187,8 +241,25 @@ export async function startHubServer(opts: HubServerOptions): Promise<HubServer>
         siblings.push({ rfilename: f, size, blobId: fi.sha256.slice(0, 40), ...(fault.noHash ? {} : { lfs: { sha256: fi.sha256, size, pointerSize: 134 } }) });
       }
       record(repo, 'api', 200);
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ id: repo, sha: '0'.repeat(40), siblings }));
+      const body = Buffer.from(JSON.stringify({ id: repo, sha: '0'.repeat(40), siblings }));
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(body.length) });
+      const hang = apiFault.hangAfter && counter(repo, 'api').hang++ < (apiFault.hangAfter.times ?? 1) ? apiFault.hangAfter.bytes : Infinity;
+      if (hang < body.length) res.write(body.subarray(0, hang)); // and nothing more: the connection stays open
+      else res.end(body);
       return;
+    }
+
+    // Plain folders: /{prefix}/{file...}
+    for (const [prefix, dir] of Object.entries(opts.folders ?? {})) {
+      const pre = prefix.split('/');
+      if (parts.length <= pre.length || pre.some((p, i) => parts[i] !== p)) continue;
+      const file = parts.slice(pre.length).join('/');
+      const fi = await fileInfo(prefix, file);
+      if (!fi || !dir) return notFound(prefix, file);
+      const ext = /\.([a-z0-9]+)$/i.exec(file)?.[1].toLowerCase() ?? '';
+      const fault = faults.get(key(prefix, file)) ?? {};
+      if (stalls(prefix, file, fault)) return;
+      return serveFile({ req, res, record }, prefix, file, fi, fault, { 'content-type': CONTENT_TYPES[ext] ?? 'application/octet-stream', etag: `W/"${fi.size.toString(16)}-1"` });
     }
 
     // /{owner}/{name}/resolve/{rev}/{file...}
@@ -202,8 +273,19 @@ export async function startHubServer(opts: HubServerOptions): Promise<HubServer>
     if (!fi) return notFound(repo, file);
 
     const fault = faults.get(key(repo, file)) ?? {};
-    const counts = used.get(key(repo, file)) ?? { fail: 0, drop: 0, hang: 0 };
-    used.set(key(repo, file), counts);
+    if (stalls(repo, file, fault)) return;
+    const headers: Record<string, string> = { 'content-type': 'application/octet-stream', 'x-linked-size': String(fault.declaredSize ?? fi.size) };
+    if (!fault.noHash) {
+      headers.etag = `"${fi.sha256}"`;
+      headers['x-linked-etag'] = `"${fi.sha256}"`;
+    }
+    return serveFile({ req, res, record }, repo, file, fi, fault, headers);
+  }
+
+  /** One file's response (faults, HEAD, Range) with `base` headers. */
+  async function serveFile(ctx: Ctx, repo: string, file: string, fi: FileInfo, fault: Fault, base: Record<string, string>): Promise<void> {
+    const { req, res, record } = ctx;
+    const counts = counter(repo, file);
     if (fault.fail && counts.fail < fault.fail.count) {
       counts.fail++;
       const status = fault.fail.status ?? 500;
@@ -217,11 +299,7 @@ export async function startHubServer(opts: HubServerOptions): Promise<HubServer>
       return;
     }
 
-    const headers: Record<string, string> = { 'accept-ranges': 'bytes', 'content-type': 'application/octet-stream', 'x-linked-size': String(fault.declaredSize ?? fi.size) };
-    if (!fault.noHash) {
-      headers.etag = `"${fi.sha256}"`;
-      headers['x-linked-etag'] = `"${fi.sha256}"`;
-    }
+    const headers: Record<string, string> = { 'accept-ranges': 'bytes', ...base };
     let start = 0;
     let end = fi.size;
     let status = 200;
