@@ -24,6 +24,8 @@ export type WebVLMErrorCode =
   | 'ShapeMismatch'
   | 'BufferTooSmall'
   | 'ShaderCompile'
+  | 'TemplateError'
+  | 'NumericalError'
   | 'Internal';
 
 const DEFAULT_HINTS: Record<WebVLMErrorCode, string> = {
@@ -48,6 +50,10 @@ const DEFAULT_HINTS: Record<WebVLMErrorCode, string> = {
   ShapeMismatch: 'Check the tensor shapes passed to the kernel.',
   BufferTooSmall: 'Allocate a buffer large enough for the shape passed to the kernel.',
   ShaderCompile: 'This is a webvlm bug on this adapter; please report it with the adapter info.',
+  TemplateError:
+    "The model's chat template refused this conversation (its message says why): check the roles and their order — many templates need user/assistant turns to alternate, some allow no system message.",
+  NumericalError:
+    'The model computed NaN or infinite values: the weights may be damaged (clear the cache for this model and reload) or this GPU/driver computes wrongly; please report it with the adapter info.',
   Internal: 'This is a webvlm bug; please report it.',
 };
 

@@ -134,3 +134,24 @@ export class TensorChecker {
 export function idefics3Checker(cfg: Idefics3Config): TensorChecker {
   return new TensorChecker(idefics3TensorSpecs(cfg), cfg.tieWordEmbeddings ? ['lm_head.weight'] : []);
 }
+
+/**
+ * config.json against the whole checkpoint's headers (every file, read before any data, see checkpoint.ts
+ * `readShardHeaders`), so nothing is sized or allocated from numbers the tensors do not back. `indexNames`: a
+ * sharded checkpoint's weight_map names, checked first (as the streaming loader does). Throws `CorruptCheckpoint`
+ * naming the file and tensor.
+ */
+export function checkCheckpointHeaders(cfg: Idefics3Config, files: readonly { file: string; header: Pick<SafetensorsHeader, 'tensors'> }[], indexNames?: ReadonlySet<string>): void {
+  const count = files.reduce((n, f) => n + f.header.tensors.length, 0);
+  // Every layer has tensors: a layer count no header can back is refused before specs are built from it.
+  const layers = cfg.text.numHiddenLayers + cfg.vision.numHiddenLayers;
+  if (layers > count) {
+    throw new WebVLMError('CorruptCheckpoint', `config.json describes ${layers} layers, but the safetensors header(s) hold only ${count} tensors.`, {
+      details: { layers, tensors: count },
+    });
+  }
+  const checker = idefics3Checker(cfg);
+  if (indexNames) checker.requireNames('model.safetensors.index.json', indexNames);
+  for (const f of files) checker.check(f.file, f.header.tensors);
+  checker.requireNames(files.length === 1 ? files[0].file : 'checkpoint', new Set(files.flatMap((f) => f.header.tensors.map((t) => t.name))));
+}

@@ -6,8 +6,8 @@ import { WebVLMError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import { HubSource } from './hub.ts';
 import type { FileSource, ProgressCallback } from './file-source.ts';
-import { openCheckpoint, readCheckpointTensors } from './checkpoint.ts';
-import { tensorToF32 } from './safetensors.ts';
+import { openCheckpoint, readCheckpointTensors, readShardHeaders } from './checkpoint.ts';
+import { requireFinite, tensorToF32 } from './safetensors.ts';
 import { idefics3Checker } from './idefics3-layout.ts';
 import { Tokenizer } from './tokenizer.ts';
 import { Idefics3Processor } from './idefics3-processor.ts';
@@ -46,17 +46,43 @@ export async function loadModel(gpu: GpuContext, modelId: string, opts: LoadOpti
   if (processor.config.imageSeqLen !== config.vision.numPatches / (config.scaleFactor * config.scaleFactor)) {
     throw new WebVLMError('CorruptCheckpoint', `processor image_seq_len ${processor.config.imageSeqLen} does not match the vision tower (${config.vision.numPatches} patches / ${config.scaleFactor}²).`);
   }
+  // The processor cuts images into tiles the vision tower must take whole; any other size fails every image chat.
+  const tile = processor.config.tileSize, side = config.vision.imageSize;
+  if (tile !== side) {
+    throw new WebVLMError('CorruptCheckpoint',
+      `preprocessor_config.json max_image_size.longest_edge ${tile} (the image tile) does not match config.json vision_config.image_size ${side} (patch_size ${config.vision.patchSize}): the vision tower takes ${side}×${side} tiles.`,
+      { details: { file: 'preprocessor_config.json', tileSize: tile, imageSize: side, patchSize: config.vision.patchSize } });
+  }
+  // The weight loader sizes every GPU buffer from config.json as soon as it is built, so config.json is checked
+  // against every weight file's header first and a lying config fails as CorruptCheckpoint, not as an allocation.
+  // The stream checks the index's names and each file's header before its data, so pulling the first tensor checks
+  // the first file; the other shards' headers are range-read (no data) now. (The first file is not range-read too:
+  // its header comes with the stream, and a second read of the same bytes costs a round trip per load.)
+  const pre = idefics3Checker(config);
+  for (const h of await readShardHeaders(files.weights.slice(1), { signal: opts.signal })) pre.check(h.file, h.header.tensors);
   const tensors = readCheckpointTensors(files, { signal: opts.signal, onProgress: opts.onProgress, checker: idefics3Checker(config) });
   const weights = opts.weights ?? 'int4';
   async function* converted(): AsyncGenerator<TensorSource> {
     let n = 0;
     for await (const t of tensors) {
       const values = tensorToF32(t);
+      requireFinite(values, t); // before the values reach the GPU or the int4 quantizer
       n++;
       opts.onProgress?.({ phase: weights === 'int4' ? 'quantize' : 'upload', file: t.name, loaded: n, total: 0 });
       yield { name: t.name, shape: t.shape, values };
     }
   }
-  const model = await Idefics3Model.load(gpu, config, converted(), weights);
+  const it = converted();
+  const first = await it.next();
+  async function* all(): AsyncGenerator<TensorSource> {
+    if (!first.done) yield first.value;
+    yield* it;
+  }
+  let model: Idefics3Model;
+  try {
+    model = await Idefics3Model.load(gpu, config, all(), weights);
+  } finally {
+    await it.return(undefined); // a load that failed before reading on still holds an open stream: cancel it
+  }
   return { config, tokenizer, processor, model, generationConfig: files.generationConfig };
 }

@@ -15,9 +15,10 @@ import type { Idefics3Config } from '../models/idefics3-config.ts';
 import { visionChunkFrames } from '../models/idefics3.ts';
 import { parseIdefics3Config } from '../models/idefics3-config.ts';
 import { readJson, type FileHandle, type FileSource } from './file-source.ts';
-import { parseSafetensorsHeader, readHeaderLength } from './safetensors.ts';
+import { readHeaderByRange } from './safetensors.ts';
 import { parseProcessorConfig } from './idefics3-processor.ts';
-import { idefics3Checker } from './idefics3-layout.ts';
+import { checkCheckpointHeaders } from './idefics3-layout.ts';
+import { readShardHeaders, weightShards } from './checkpoint.ts';
 
 export interface WeightTensor {
   name: string;
@@ -133,8 +134,7 @@ export function checkMemory(model: string, e: MemoryEstimate, limits: MemoryLimi
 export async function readWeightHeaders(files: FileHandle[], signal?: AbortSignal): Promise<WeightTensor[]> {
   const out: WeightTensor[] = [];
   for (const f of files) {
-    const n = readHeaderLength(await f.range(0, 8, { signal }), { file: f.name, fileSize: f.size });
-    const h = parseSafetensorsHeader(await f.range(8, 8 + n, { signal }), { file: f.name, fileSize: f.size, weightDtypes: null });
+    const h = await readHeaderByRange(f, { signal, weightDtypes: null });
     for (const t of h.tensors) out.push({ name: t.name, shape: t.shape });
   }
   return out;
@@ -158,31 +158,14 @@ export async function estimateCheckpointMemory(source: FileSource, opts: { model
   }
   // The model encodes an image's frames in chunks (models/idefics3.ts), so activations scale with the chunk.
   framesPerImage = Math.min(framesPerImage, visionChunkFrames(config));
-  let files: FileHandle[];
   const single = await open('model.safetensors');
-  if (single) files = [single];
-  else {
-    const index = await open('model.safetensors.index.json');
-    if (!index) throw new WebVLMError('UnsupportedModel', `${opts.model}: no model.safetensors or model.safetensors.index.json; webvlm loads safetensors checkpoints only.`);
-    const idx = (await readJson(index, { signal: opts.signal })) as { weight_map?: Record<string, unknown> };
-    const names = [...new Set(Object.values(idx?.weight_map ?? {}).filter((x): x is string => typeof x === 'string' && /^[^/\\]+\.safetensors$/.test(x)))].sort();
-    const handles = await Promise.all(names.map(open));
-    files = handles.filter((h): h is FileHandle => h !== null); // a missing shard is reported by the loader
-  }
-  const tensors = await readWeightHeaders(files, opts.signal);
-  // config.json must describe these weights before its numbers are trusted: a layer count no header can back (every
-  // layer has tensors) is refused before anything is sized from it (a huge one would exhaust memory building specs).
-  const layers = config.text.numHiddenLayers + config.vision.numHiddenLayers;
-  if (layers > tensors.length) {
-    throw new WebVLMError('CorruptCheckpoint', `config.json describes ${layers} layers, but the safetensors header(s) hold only ${tensors.length} tensors.`, {
-      details: { layers, tensors: tensors.length },
-    });
-  }
-  if (files.length === 1) {
-    const checker = idefics3Checker(config);
-    checker.check(files[0].name, tensors);
-    checker.requireNames(files[0].name, new Set(tensors.map((t) => t.name)));
-  }
+  const index = single ? null : await open('model.safetensors.index.json');
+  const { weights } = await weightShards(source, single, index, { signal: opts.signal, label: opts.model });
+  // config.json must describe these weights (every shard's header) before its numbers are trusted: a lying hidden
+  // size or layer count would otherwise be sized into an estimate (and allocations) no tensor backs.
+  const headers = await readShardHeaders(weights, { signal: opts.signal, weightDtypes: null });
+  checkCheckpointHeaders(config, headers, weights[0].expected ? new Set(weights.flatMap((w) => [...w.expected!])) : undefined);
+  const tensors: WeightTensor[] = headers.flatMap((h) => h.header.tensors.map((t) => ({ name: t.name, shape: t.shape })));
   const ctx = Math.min(opts.contextLength ?? 4096, config.text.maxPositionEmbeddings);
   return estimateMemory({ config, tensors, weights: opts.weights, contextLength: ctx, framesPerImage });
 }

@@ -179,6 +179,30 @@ export function parseSafetensorsHeader(json: Uint8Array, opts: HeaderOptions = {
   return { headerLength, dataOffset, dataLength: at, fileSize, metadata, tensors };
 }
 
+/** A file known to be shorter than the 8-byte length field is corrupt, before any read asks for bytes it lacks. */
+function requireLengthField(file: string, size: number | null | undefined): void {
+  if (size != null && size < 8) corrupt(file, `file is ${size} bytes, shorter than the 8-byte header length`, { fileSize: size });
+}
+
+/** What `readHeaderByRange` needs of a file (a `FileHandle` from ./file-source.ts). */
+export interface RangeReadable {
+  readonly name: string;
+  readonly size: number | null;
+  range(start: number, end: number, opts?: { signal?: AbortSignal }): Promise<Uint8Array>;
+}
+
+/**
+ * A file's validated header from two small range reads (the 8-byte length, then the JSON), without the data.
+ * A file known to be too short for the length field is refused here: asking the source for bytes past its end
+ * would be the source's `InvalidArgument` (an API-usage error) instead of what it is, a corrupt checkpoint.
+ */
+export async function readHeaderByRange(f: RangeReadable, opts: Omit<HeaderOptions, 'file' | 'fileSize'> & { signal?: AbortSignal } = {}): Promise<SafetensorsHeader> {
+  const ho: HeaderOptions = { file: f.name, fileSize: f.size, weightDtypes: opts.weightDtypes };
+  requireLengthField(f.name, f.size);
+  const n = readHeaderLength(await f.range(0, 8, { signal: opts.signal }), ho);
+  return parseSafetensorsHeader(await f.range(8, 8 + n, { signal: opts.signal }), ho);
+}
+
 /** Translates a failed stream read into a typed error. */
 function readError(file: string, e: unknown): WebVLMError {
   if (e instanceof WebVLMError) return e;
@@ -307,5 +331,20 @@ export function tensorToF32(t: { name?: string; dtype: SafetensorsDtype; bytes: 
       return bf16ToF32(new Uint16Array(aligned.buffer, aligned.byteOffset, aligned.length >>> 1));
     default:
       throw new WebVLMError('UnsupportedModel', `tensor ${t.name ?? ''} is ${t.dtype}; only F32/F16/BF16 convert to f32.`);
+  }
+}
+
+/**
+ * Throws `CorruptCheckpoint` at the first NaN or ±Infinity of a weight: one such value turns every activation
+ * downstream into NaN (f32) or fails the int4 quantizer, and either way the model can only produce garbage.
+ */
+export function requireFinite(values: Float32Array, where: { name: string; file?: string }): void {
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    // v − v is 0 for every finite v and NaN for NaN and ±Infinity; one subtraction keeps the scan cheap.
+    if (v - v !== 0) {
+      const file = where.file ?? 'safetensors';
+      corrupt(file, `tensor ${where.name} holds ${v} at element ${i} of ${values.length}; weights must be finite numbers.`, { tensor: where.name, index: i, value: String(v) });
+    }
   }
 }

@@ -38,6 +38,19 @@ export const SAMPLE_MAX_ROWS = 16;
 /** Written instead of a token id when every logit of the row is NaN. */
 export const SAMPLE_NONE = 0xffffffff;
 
+/**
+ * A token id read back from `argmax` / `sample`, checked: `SAMPLE_NONE` (every logit NaN) or any id ≥ V means the
+ * forward pass broke, which must be reported as such, not decoded as a token (or fed back as the next input).
+ */
+export function checkSelectedToken(id: number, V: number): number {
+  if (Number.isInteger(id) && id >= 0 && id < V) return id;
+  if (id === SAMPLE_NONE) {
+    // The same code as the CPU sampler's for the same condition (engine/sampler.ts).
+    throw new WebVLMError('NumericalError', 'The model produced no finite logit (every logit NaN): the forward pass broke.', { details: { vocabSize: V } });
+  }
+  throw new WebVLMError('Internal', `Token selection returned id ${id}, outside the vocabulary (${V}).`, { details: { id, vocabSize: V } });
+}
+
 /** u32 words per row of a `seen` bitmask for a vocabulary of V. */
 export const seenMaskWords = (V: number) => Math.ceil(V / 32);
 

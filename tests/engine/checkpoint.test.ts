@@ -9,8 +9,8 @@ import { join } from 'node:path';
 import { WebVLMError, isWebVLMError, type WebVLMErrorCode } from '../../src/errors.ts';
 import { HubSource } from '../../src/engine/hub.ts';
 import type { LoadProgressEvent } from '../../src/engine/file-source.ts';
-import { openCheckpoint, readCheckpointTensors, type CheckpointTensor } from '../../src/engine/checkpoint.ts';
-import { idefics3Checker, idefics3TensorSpecs } from '../../src/engine/idefics3-layout.ts';
+import { openCheckpoint, readCheckpointTensors, readShardHeaders, type CheckpointTensor } from '../../src/engine/checkpoint.ts';
+import { checkCheckpointHeaders, idefics3Checker, idefics3TensorSpecs } from '../../src/engine/idefics3-layout.ts';
 import { readHeaderLength, parseSafetensorsHeader, readSafetensors, tensorToF32 } from '../../src/engine/safetensors.ts';
 import { parseIdefics3Config } from '../../src/models/idefics3-config.ts';
 import { checkpointConfigs, planSafetensors, tensorSpecsFor, writeCheckpoint, REAL_MODEL_DIR } from '../../models/make-checkpoint.ts';
@@ -277,6 +277,22 @@ test('config vs weights: missing tensors and wrong shapes are caught at the head
   await expectCode(loadAll('test/three-layers'), 'CorruptCheckpoint', /9 tensor\(s\) missing, e\.g\. model\.text_model\.layers\.2\./);
   await expectCode(loadAll('test/wide'), 'CorruptCheckpoint', /mlp\.down_proj\.weight has shape \[128, 256\], config\.json implies \[128, 512\]/);
   assert.ok(hub.requestsFor('test/three-layers', 'model.safetensors').length - before <= 2);
+});
+
+test('headers only: every shard header by range reads, checked against the index and config.json without the data', async () => {
+  const ckpt = await openCheckpoint(source('test/sharded'));
+  const headers = await readShardHeaders(ckpt.weights);
+  assert.deepEqual(headers.map((h) => h.file), ckpt.weights.map((w) => w.file.name));
+  assert.equal(headers.reduce((n, h) => n + h.header.tensors.length, 0), 59);
+  const config = parseIdefics3Config(ckpt.config);
+  checkCheckpointHeaders(config, headers, new Set(ckpt.weights.flatMap((w) => [...w.expected!])));
+  const wide = parseIdefics3Config({ ...ckpt.config, text_config: { ...(ckpt.config.text_config as object), intermediate_size: 512 } });
+  await expectCode((async () => checkCheckpointHeaders(wide, headers))(), 'CorruptCheckpoint', /^model-0000\d-of-0000\d\.safetensors: tensor model\.text_model\.layers\.0\.mlp\.down_proj\.weight has shape \[128, 256\], config\.json implies \[128, 512\]/);
+  const lying = await openCheckpoint(source('test/index-wrong-shard'));
+  const since = hub.requests.length;
+  await expectCode(readShardHeaders(lying.weights), 'CorruptCheckpoint', /lm_head\.weight/);
+  const gets = hub.requests.slice(since).filter((r) => r.method === 'GET');
+  assert.ok(gets.length > 0 && gets.every((r) => r.range && /^bytes=(0-7|8-\d+)$/.test(r.range)), `range reads only: ${JSON.stringify(gets)}`);
 });
 
 test('missing files: config → ModelNotFound, tokenizer/weights → UnsupportedModel; template falls back to tokenizer_config', async () => {

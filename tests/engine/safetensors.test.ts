@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { WebVLMError, isWebVLMError, type WebVLMErrorCode } from '../../src/errors.ts';
-import { readSafetensors, tensorToF32, type SafetensorsTensor } from '../../src/engine/safetensors.ts';
+import { readHeaderByRange, readSafetensors, requireFinite, tensorToF32, type SafetensorsTensor } from '../../src/engine/safetensors.ts';
 import { f32ToF16 } from '../../src/kernels/dtype.ts';
 import { assemble, chunkedStream, encodeSafetensors, rng, seededBytes, type RawTensor } from '../helpers/safetensors-file.ts';
 
@@ -210,4 +210,38 @@ test('fuzz: 300 random header mutations only ever throw CorruptCheckpoint, and n
   console.log(`fuzz: 300 mutations, ${corrupt} CorruptCheckpoint, ${ok} still valid, ${ms.toFixed(0)} ms`);
   assert.ok(corrupt > 200);
   assert.ok(ms < 5000, `fuzz took ${ms} ms`);
+});
+
+test('requireFinite: NaN and ±Infinity are CorruptCheckpoint naming tensor, file and element; finite values pass', () => {
+  requireFinite(new Float32Array([0, -0, 1e-45, -3.4e38, 3.4028234663852886e38]), { name: 'ok', file: 'f.safetensors' });
+  requireFinite(new Float32Array(0), { name: 'empty' });
+  for (const [bad, text] of [[NaN, 'NaN'], [Infinity, 'Infinity'], [-Infinity, '-Infinity']] as const) {
+    assert.throws(() => requireFinite(new Float32Array([1, 2, bad, 4]), { name: 'w.weight', file: 'model-00002-of-00003.safetensors' }), (e: unknown) => {
+      assert.ok(isWebVLMError(e, 'CorruptCheckpoint'));
+      assert.equal(e.message, `model-00002-of-00003.safetensors: tensor w.weight holds ${text} at element 2 of 4; weights must be finite numbers.`);
+      assert.deepEqual([e.details?.file, e.details?.tensor, e.details?.index], ['model-00002-of-00003.safetensors', 'w.weight', 2]);
+      return true;
+    });
+  }
+});
+
+test('readHeaderByRange: the header from two range reads; a file under 8 bytes is CorruptCheckpoint without a read', async () => {
+  const file = encodeSafetensors(sample());
+  const reads: Array<[number, number]> = [];
+  const handle = (bytes: Uint8Array, size: number | null = bytes.length) => ({
+    name: 'model.safetensors', size,
+    range: async (a: number, b: number) => {
+      reads.push([a, b]);
+      return bytes.slice(a, b);
+    },
+  });
+  const h = await readHeaderByRange(handle(file), { weightDtypes: null });
+  assert.equal(h.fileSize, file.length);
+  assert.equal(h.tensors.length, sample().length);
+  assert.deepEqual(reads, [[0, 8], [8, h.dataOffset]]);
+  for (const n of [0, 1, 7]) {
+    reads.length = 0;
+    await expectCode(readHeaderByRange(handle(file.slice(0, n))), 'CorruptCheckpoint', new RegExp(`^model\\.safetensors: file is ${n} bytes, shorter than the 8-byte header length`));
+    assert.deepEqual(reads, [], 'no range past the end of the file is asked for');
+  }
 });
