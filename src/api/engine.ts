@@ -6,17 +6,23 @@
  */
 import * as Comlink from 'comlink';
 import { WebVLMError } from '../errors.ts';
-import { installErrorTransfer, type WorkerApi, type WorkerChatRequest } from '../worker/protocol.ts';
-import { checkImageSize, type WorkerImage } from '../worker/image-decode.ts';
-import type { ChatDelta, ChatMessage, ChatRequest, ContentPart, EngineInfo, EngineOptions, ImageInput, ImagePlanReport, VisionOptions } from './types.ts';
+import { validateLoadOptions } from '../engine/validate.ts';
+import { isFolderId } from '../engine/hub-url.ts';
+import { installErrorTransfer, type WorkerChatRequest } from '../worker/protocol.ts';
+import type { ChatDelta, ChatRequest, EngineInfo, EngineOptions, ImagePlanReport, VisionOptions } from './types.ts';
+import { inlineConnection, workerConnection, type Connection } from './connection.ts';
+import { prepareMessages, validateChatRequest } from './request.ts';
+import { DeltaBuffer } from '../engine/delta-buffer.ts';
 
 /**
  * A loaded model in its worker.
  *
- * Requests queue: the engine runs one `chat` at a time, in call order; a second `chat` started while one streams
- * waits for it (its deltas never interleave with the first's). The API is stateless per request — pass the whole
- * conversation each time; the engine only keeps a KV cache of the last one, reused for the prefix the next request
- * shares with it.
+ * Requests queue: the engine runs one `chat` (or `reset`) at a time, in call order — the place in the queue is taken
+ * when `chat()` is called, whatever its images cost to prepare; a second `chat` started while one streams waits for it
+ * (its deltas never interleave with the first's). A request starts when `chat()` is called, not when its stream is
+ * first read: a stream nobody reads still completes (its deltas are kept for it) and frees the queue; leaving a
+ * `for await` early (`break`, `return()`) aborts it. The API is stateless per request — pass the whole conversation
+ * each time; the engine only keeps a KV cache of the last one, reused for the prefix the next request shares with it.
  */
 export interface WebVLMEngine {
   readonly info: EngineInfo;
@@ -32,9 +38,15 @@ export interface WebVLMEngine {
   chat(req: ChatRequest): AsyncIterable<ChatDelta>;
   /** The tile plan an image of this size gets under `opts` (for overlays and token budgets). */
   plan(width: number, height: number, opts?: VisionOptions): Promise<ImagePlanReport>;
-  /** Forgets the conversation cached on the GPU (the next chat re-reads the whole history). */
+  /**
+   * Forgets the conversation cached on the GPU (the next chat re-reads the whole history). Queued like a request:
+   * it never changes an answer being written.
+   */
   reset(): Promise<void>;
-  /** Frees the GPU memory and ends the worker; later calls reject with `Disposed`. */
+  /**
+   * Aborts the running request, frees the GPU memory and ends the worker. Requests not finished by then reject with
+   * `Disposed` (a stream already writing may instead end with `finishReason: 'abort'`); later calls reject with `Disposed`.
+   */
   dispose(): Promise<void>;
 }
 
@@ -47,204 +59,176 @@ export interface TestHooks {
   crashWorker(): Promise<void>;
   /** The next chat is aborted (through the worker's abort path) as it enters image encoding or the prefill. */
   abortAtPhase(phase: 'encode' | 'prefill'): Promise<void>;
-  readonly worker: Worker;
+  /** The worker (null for an inline engine). */
+  readonly worker: Worker | null;
 }
 
 let nextId = 1;
 
-/** Width and height of what can be measured on this thread, to refuse empty or huge images before copying them. */
-function dimensions(img: ImageInput): { width: number; height: number } | null {
-  if (typeof HTMLImageElement !== 'undefined' && img instanceof HTMLImageElement) return { width: img.naturalWidth, height: img.naturalHeight };
-  if (typeof HTMLVideoElement !== 'undefined' && img instanceof HTMLVideoElement) return { width: img.videoWidth, height: img.videoHeight };
-  const o = img as { width?: unknown; height?: unknown };
-  return typeof o.width === 'number' && typeof o.height === 'number' ? { width: o.width, height: o.height } : null;
-}
-
-async function toWorkerImage(img: ImageInput): Promise<WorkerImage> {
-  if (typeof img === 'string') return new URL(img, globalThis.location?.href).href;
-  if (img instanceof URL) return img.href;
-  if (typeof Blob !== 'undefined' && img instanceof Blob) return img;
-  if (typeof HTMLImageElement !== 'undefined' && img instanceof HTMLImageElement) {
-    try {
-      await img.decode();
-    } catch (cause) {
-      throw new WebVLMError('ImageDecodeFailed', `The <img> (${img.currentSrc || img.src}) could not be decoded.`, { cause });
-    }
-  }
-  const dims = dimensions(img);
-  if (dims) checkImageSize(dims.width, dims.height);
-  if (typeof ImageData !== 'undefined' && img instanceof ImageData) return img;
-  if (typeof ImageBitmap !== 'undefined' && img instanceof ImageBitmap) return img;
-  try {
-    return await createImageBitmap(img as ImageBitmapSource);
-  } catch (cause) {
-    throw new WebVLMError('ImageDecodeFailed', 'The image could not be read (unsupported type or tainted by CORS).', { cause });
+/** Places in the page's request queue, taken synchronously in call order. */
+class Turns {
+  private tail: Promise<void> = Promise.resolve();
+  take(): { turn: Promise<void>; done: () => void } {
+    let done!: () => void;
+    const mine = new Promise<void>((r) => (done = r));
+    const turn = this.tail;
+    this.tail = turn.then(() => mine);
+    return { turn, done };
   }
 }
 
-/** Splits messages into worker messages (image parts → placeholders) and the images, in order. */
-async function prepare(messages: ChatMessage[]): Promise<{ messages: ChatMessage[]; images: WorkerImage[] }> {
-  if (!Array.isArray(messages) || messages.length === 0) throw new WebVLMError('InvalidArgument', 'messages must be a non-empty array.');
-  const images: WorkerImage[] = [];
-  const out: ChatMessage[] = [];
-  for (const m of messages) {
-    if (typeof m?.content === 'string') {
-      out.push({ role: m.role, content: m.content });
-      continue;
-    }
-    if (!Array.isArray(m?.content)) throw new WebVLMError('InvalidArgument', 'Each message needs content: a string or an array of parts.');
-    const parts: ContentPart[] = [];
-    for (const p of m.content) {
-      if (p.type === 'text') parts.push(p);
-      else if (p.type === 'image') {
-        images.push(await toWorkerImage(p.image));
-        parts.push({ type: 'image', image: '', detail: p.detail } as ContentPart);
-      } else if (p.type === 'image_url') {
-        images.push(await toWorkerImage(p.image_url.url));
-        parts.push({ type: 'image', image: '', detail: p.image_url.detail } as ContentPart);
-      } else throw new WebVLMError('InvalidArgument', `Unknown content part type ${(p as { type?: string }).type}.`);
-    }
-    out.push({ role: m.role, content: parts });
-  }
-  return { messages: out, images };
+/** Rejects with `Aborted` when `signal` fires before `p` settles. */
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal, what: string): Promise<T> {
+  if (signal.aborted) return Promise.reject(new WebVLMError('Aborted', `The request was aborted ${what}.`));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new WebVLMError('Aborted', `The request was aborted ${what}.`));
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }
 
 /**
- * Loads `model` (a Hugging Face repo id, files at `{baseUrl}/{model}/resolve/{revision}/…`) in a new worker.
- * Downloaded files are cached in browser storage (see `EngineOptions.cache`, `modelCache`); the GPU memory the model
- * needs is checked before any weight is downloaded (`EngineOptions.memoryBudget`). Rejects with a `WebVLMError`:
- * `ModelNotFound`, `UnsupportedModel`, `CorruptCheckpoint`, `DownloadFailed`, `QuotaExceeded`, `OutOfMemory`,
- * `WebGPUUnavailable`, `Aborted` (`opts.signal`), `WorkerTerminated`.
+ * Loads `model` — a Hugging Face repo id (files at `{baseUrl}/{model}/resolve/{revision}/…`), or a folder's URL
+ * ('/models/tiny/', 'https://cdn.example.com/tiny/': files at `{folder}{file}`) — in a new worker (or in
+ * this thread with `inline: true`). Downloaded files are cached in browser storage (see `EngineOptions.cache`,
+ * `modelCache`); the GPU memory the model needs is checked before any weight is downloaded
+ * (`EngineOptions.memoryBudget`). Rejects with a `WebVLMError`: `InvalidArgument` (options), `ModelNotFound`,
+ * `UnsupportedModel`, `CorruptCheckpoint`, `DownloadFailed`, `QuotaExceeded`, `OutOfMemory`, `WebGPUUnavailable`,
+ * `Aborted` (`opts.signal`), `WorkerTerminated`.
  */
 export async function createEngine(model: string, opts: EngineOptions = {}): Promise<WebVLMEngine> {
   installErrorTransfer();
+  if (typeof model !== 'string' || !model) throw new WebVLMError('InvalidArgument', `createEngine: model must be a repo id like "HuggingFaceTB/SmolVLM-256M-Instruct", got ${JSON.stringify(model)}.`);
+  validateLoadOptions(opts);
+  // A folder given as a relative URL ('/models/tiny/', './tiny/') is resolved here: inside the worker it would resolve
+  // against the worker script's URL instead of the page's.
+  if (isFolderId(model) && !/^[a-z][a-z0-9+.-]*:\/\//i.test(model) && typeof document !== 'undefined') model = new URL(model, document.baseURI).href;
+  if (opts.inline && opts.worker) throw new WebVLMError('InvalidArgument', 'createEngine: pass either inline: true or a worker, not both.');
   if (opts.signal?.aborted) throw new WebVLMError('Aborted', 'The load was aborted before it started.');
-  const worker = opts.worker ?? new Worker(new URL('../worker/worker.ts', import.meta.url), { type: 'module', name: 'webvlm' });
-  const remote = Comlink.wrap<WorkerApi>(worker);
   let disposed = false;
-  let gone: WebVLMError | null = null;
-  let markGone!: (e: WebVLMError) => void;
-  /** Rejects once the worker is gone: every call races it, so none hangs on a dead worker. */
-  const dead = new Promise<never>((_, reject) => {
-    markGone = (e) => {
-      if (gone) return;
-      gone = e;
-      reject(e);
-    };
-  });
-  dead.catch(() => {});
-  const guard = <T>(p: Promise<T>): Promise<T> => Promise.race([p, dead]);
-  const stopped = (why: string) =>
-    markGone(disposed
-      ? new WebVLMError('Disposed', 'This engine was disposed.')
-      : new WebVLMError('WorkerTerminated', `The webvlm worker stopped (${why}); pending requests were cancelled.`));
-  worker.addEventListener('error', (ev) => {
-    ev.preventDefault?.();
-    stopped(`uncaught error: ${(ev as ErrorEvent).message || 'the worker script failed'}`);
-  });
+  if (!opts.inline && typeof Worker === 'undefined') {
+    throw new WebVLMError('WebGPUUnavailable', 'This environment has no Web Workers; pass inline: true (and gpu: the navigator.gpu to use, e.g. from the webgpu package in Node).');
+  }
+  const worker = opts.inline ? null : opts.worker ?? new Worker(new URL('../worker/worker.ts', import.meta.url), { type: 'module', name: 'webvlm' });
+  const conn: Connection = worker ? await workerConnection(worker, () => disposed) : await inlineConnection(opts.gpu);
+  const { calls } = conn;
+  const guard = <T>(p: Promise<T>): Promise<T> => Promise.race([p, conn.dead]);
 
   let info: EngineInfo;
   const onAbort = () => {
-    void remote.abortLoad();
-    markGone(new WebVLMError('Aborted', `Loading ${model} was aborted.`));
-    worker.terminate();
+    void calls.abortLoad();
+    conn.markGone(new WebVLMError('Aborted', `Loading ${model} was aborted.`));
+    conn.terminate();
   };
   opts.signal?.addEventListener('abort', onAbort, { once: true });
   try {
-    // A Web Lock the worker holds for its lifetime: granted to us when it ends (terminate, close, crash).
-    if (typeof navigator !== 'undefined' && navigator.locks) {
-      const lock = `webvlm-worker-${Math.random().toString(36).slice(2)}-${Date.now()}`;
-      if (await guard(remote.hold(lock))) void navigator.locks.request(lock, () => stopped('terminated or crashed'));
-    }
-    info = await guard(remote.load(model, {
+    info = await guard(calls.load(model, {
       baseUrl: opts.baseUrl, revision: opts.revision, headers: opts.headers, weights: opts.weights, contextLength: opts.contextLength,
-      cache: opts.cache, memoryBudget: opts.memoryBudget,
+      cache: opts.cache, memoryBudget: opts.memoryBudget, layout: opts.layout,
     }, Comlink.proxy((p) => opts.onProgress?.(p))));
   } catch (e) {
     disposed = true;
-    worker.terminate();
-    throw gone ?? e;
+    conn.terminate();
+    throw conn.gone ?? e;
   } finally {
     opts.signal?.removeEventListener('abort', onAbort);
   }
 
   const usable = () => {
     if (disposed) throw new WebVLMError('Disposed', 'This engine was disposed.');
-    if (gone) throw gone;
+    if (conn.gone) throw conn.gone;
   };
+  const turns = new Turns();
+  /** Controllers of requests not yet finished (dispose aborts them). */
+  const live = new Set<AbortController>();
+
+  /** One request, start to end; its deltas go to `out`. Never throws (failures end `out`). */
+  async function runChat(req: ChatRequest, ctrl: AbortController, turn: { turn: Promise<void>; done: () => void }, out: DeltaBuffer): Promise<void> {
+    const { signal: _user, messages, ...rest } = req;
+    const id = nextId++;
+    let sent = false;
+    const onAbort = () => {
+      if (sent) void calls.abort(id).catch(() => {});
+    };
+    ctrl.signal.addEventListener('abort', onAbort);
+    try {
+      usable();
+      // Images are prepared while earlier requests run; the turn is awaited after (its place was taken already).
+      const prepared = await untilAborted(prepareMessages(messages, ctrl.signal), ctrl.signal, 'while its images were prepared');
+      await untilAborted(guard(turn.turn), ctrl.signal, 'while it waited for its turn');
+      usable();
+      const wreq: WorkerChatRequest = { ...rest, messages: prepared.messages, images: prepared.images };
+      const transfer = prepared.images.filter((x): x is ImageBitmap => typeof ImageBitmap !== 'undefined' && x instanceof ImageBitmap);
+      sent = true;
+      const done = calls.chat(id, Comlink.transfer(wreq, transfer), Comlink.proxy((d: ChatDelta) => out.push(d)));
+      if (ctrl.signal.aborted) onAbort(); // fired between the checks above and the send
+      await guard(done);
+      if (!out.sawDone) throw new WebVLMError('Internal', 'The answer ended without its final delta.');
+    } catch (e) {
+      out.fail(disposed && !(e instanceof WebVLMError && e.code === 'Aborted') ? new WebVLMError('Disposed', 'The engine was disposed during the request.') : e);
+    } finally {
+      ctrl.signal.removeEventListener('abort', onAbort);
+      live.delete(ctrl);
+      turn.done();
+      out.end();
+    }
+  }
 
   const engine: WebVLMEngine & { [TEST_HOOKS]: TestHooks } = {
     get info() {
       return info;
     },
     chat(req: ChatRequest): AsyncIterable<ChatDelta> {
-      usable();
-      const { signal, messages, ...rest } = req;
-      return {
-        async *[Symbol.asyncIterator]() {
-          usable();
-          if (signal?.aborted) throw new WebVLMError('Aborted', 'The request was aborted before it started.');
-          const prepared = await prepare(messages);
-          const id = nextId++;
-          const queue: ChatDelta[] = [];
-          let wake: (() => void) | null = null;
-          let finished = false;
-          let failure: unknown = null;
-          const onAbort = () => void remote.abort(id);
-          signal?.addEventListener('abort', onAbort, { once: true });
-          const wreq: WorkerChatRequest = { ...rest, messages: prepared.messages, images: prepared.images };
-          const transfer = prepared.images.filter((x): x is ImageBitmap => typeof ImageBitmap !== 'undefined' && x instanceof ImageBitmap);
-          guard(remote.chat(id, Comlink.transfer(wreq, transfer), Comlink.proxy((d: ChatDelta) => {
-            queue.push(d);
-            wake?.();
-          })))
-            .catch((e) => (failure = e))
-            .finally(() => {
-              finished = true;
-              wake?.();
-            });
-          try {
-            for (;;) {
-              while (queue.length) {
-                const d = queue.shift()!;
-                yield d;
-                if (d.type === 'done') return;
-              }
-              if (failure) throw failure;
-              if (finished) return;
-              await new Promise<void>((r) => (wake = r));
-              wake = null;
-            }
-          } finally {
-            signal?.removeEventListener('abort', onAbort);
-            if (!finished && !gone) void remote.abort(id);
-          }
-        },
-      };
+      // Synchronous: the checks, the queue position and the abort listener, before any await.
+      const ctrl = new AbortController();
+      const out = new DeltaBuffer(() => ctrl.abort());
+      const turn = turns.take();
+      const user = (req as ChatRequest | undefined)?.signal;
+      const onUser = () => ctrl.abort(user?.reason);
+      try {
+        usable();
+        validateChatRequest(req);
+      } catch (e) {
+        turn.done();
+        out.fail(e);
+        return out;
+      }
+      if (user?.aborted) ctrl.abort(user.reason);
+      else user?.addEventListener('abort', onUser, { once: true });
+      live.add(ctrl);
+      void runChat(req, ctrl, turn, out).finally(() => user?.removeEventListener('abort', onUser));
+      return out;
     },
     async plan(width: number, height: number, o: VisionOptions = {}) {
       usable();
-      return guard(remote.plan(width, height, o));
+      return guard(calls.plan(width, height, o));
     },
     async reset() {
       usable();
-      await guard(remote.reset());
+      const t = turns.take();
+      try {
+        await guard(t.turn);
+        usable();
+        await guard(calls.reset());
+      } finally {
+        t.done();
+      }
     },
     async dispose() {
       if (disposed) return;
       disposed = true;
+      for (const c of live) c.abort();
       try {
-        if (!gone) await Promise.race([remote.dispose(), dead, new Promise((r) => setTimeout(r, 5000))]).catch(() => {});
+        if (!conn.gone) await Promise.race([calls.dispose(), conn.dead, new Promise((r) => setTimeout(r, 10_000))]).catch(() => {});
       } finally {
-        markGone(new WebVLMError('Disposed', 'This engine was disposed.'));
-        remote[Comlink.releaseProxy]();
-        worker.terminate();
+        conn.markGone(new WebVLMError('Disposed', 'This engine was disposed.'));
+        conn.terminate();
       }
     },
     [TEST_HOOKS]: {
-      loseDevice: () => guard(remote.testLoseDevice()),
-      crashWorker: () => guard(remote.testCrash()),
-      abortAtPhase: (phase) => guard(remote.testAbortAtPhase(phase)),
+      loseDevice: () => guard(calls.testLoseDevice()),
+      crashWorker: () => guard(calls.testCrash()),
+      abortAtPhase: (phase) => guard(calls.testAbortAtPhase(phase)),
       worker,
     },
   };

@@ -38,7 +38,9 @@ export interface GenerationOptions {
   topK?: number;
   topP?: number;
   repetitionPenalty?: number;
+  /** Sampling seed, an integer from 0 to 2³²−1 (same seed, same tokens). */
   seed?: number;
+  /** Strings that end the answer (not included in it). An array, even for one. */
   stop?: string[];
 }
 
@@ -91,14 +93,30 @@ export interface LoadProgress {
 }
 
 export interface EngineOptions {
-  /** Hub base URL; default https://huggingface.co. Files are read from `{baseUrl}/{model}/resolve/{revision}/{file}`. */
+  /**
+   * Hub base URL; default https://huggingface.co. Files are read from `{baseUrl}/{model}/resolve/{revision}/{file}`
+   * (or `{baseUrl}/{model}/{file}` with `layout: 'folder'`). Ignored when the model id is itself a folder URL.
+   */
   baseUrl?: string;
+  /**
+   * Where files sit under `baseUrl`: 'hub' (default, `{model}/resolve/{revision}/{file}`, what the Hugging Face hub and
+   * a mirror of it serve) or 'folder' (`{model}/{file}`, a plain directory per model on a static host).
+   */
+  layout?: 'hub' | 'folder';
   revision?: string;
   /** Linear weights on the GPU: 'int4' (default: quantized on load) or 'f32' (reference quality, 8× the memory). */
   weights?: 'int4' | 'f32';
   onProgress?: (p: LoadProgress) => void;
-  /** Run in the calling thread instead of a worker (tests, Node). Default false in browsers. */
+  /**
+   * Run the model in the calling thread instead of a Web Worker (Node, tests, or a page that runs webvlm inside its
+   * own worker). Default false. Generation then shares the thread with the caller's code.
+   */
   inline?: boolean;
+  /**
+   * With `inline`: the `GPU` object to use instead of `navigator.gpu` (in Node, `create([])` from the `webgpu` package).
+   * Images in Node: pass `{ width, height, data }` RGBA objects (ImageData-like), or a URL.
+   */
+  gpu?: GPU;
   /**
    * Keep downloaded files in browser storage (default true): the next load of the same model, revision and base URL
    * reads nothing from the network and works offline. Manage it with `modelCache` (list / delete / clear).

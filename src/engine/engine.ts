@@ -15,6 +15,9 @@ import { loadModel, type LoadedModel, type LoadOptions } from './load.ts';
 import { Rng } from './rng.ts';
 import { sampleToken, validateSampling, type SamplingParams } from './sampler.ts';
 import { StopMatcher } from './stop.ts';
+import { Sha256 } from './sha256.ts';
+import { validateGeneration, validateLoadOptions } from './validate.ts';
+import { DeltaBuffer } from './delta-buffer.ts';
 
 export interface EngineChatRequest extends SamplingParams {
   messages: ChatMessage[];
@@ -49,19 +52,32 @@ export interface EngineConfig extends LoadOptions {
 
 const now = () => performance.now();
 
-/** FNV-1a over an image's size and pixels: identifies an image for KV-cache reuse. */
-function imageKey(img: PixelImage): string {
-  let h = 0x811c9dc5;
-  const d = img.data;
-  for (let i = 0; i < d.length; i++) h = Math.imul(h ^ d[i], 0x01000193);
-  return `${img.width}x${img.height}x${img.channels}:${(h >>> 0).toString(16)}`;
+/**
+ * Identifies an image for KV-cache reuse: SHA-256 of its size and pixels (a 32-bit hash let a crafted image reuse
+ * another's features). WebCrypto where there is one (every secure context: WebGPU needs one); else our own SHA-256.
+ */
+async function imageKey(img: PixelImage): Promise<string> {
+  const head = `${img.width}x${img.height}x${img.channels}`;
+  const bytes = new Uint8Array(img.data.buffer, img.data.byteOffset, img.data.byteLength);
+  let hex: string;
+  if (globalThis.crypto?.subtle) {
+    const d = new Uint8Array(await globalThis.crypto.subtle.digest('SHA-256', bytes as Uint8Array<ArrayBuffer>));
+    hex = Array.from(d, (b) => b.toString(16).padStart(2, '0')).join('');
+  } else {
+    const h = new Sha256();
+    h.update(bytes);
+    hex = h.hex();
+  }
+  return `${head}:${hex}`;
 }
 
 export class Engine {
   private cache: KvCache;
   /** Keys of the images whose features sit in the cache, in prompt order. */
   private cachedImages: string[] = [];
-  private queue: Promise<unknown> = Promise.resolve();
+  private queue: Promise<void> = Promise.resolve();
+  /** The running request's controller (dispose aborts it). */
+  private running: AbortController | null = null;
   private readonly compressedProcessors = new Map<number, Idefics3Processor>();
   /** Preprocess images on the GPU (default: not on software adapters; see `run`). */
   gpuPreprocess: boolean;
@@ -79,6 +95,7 @@ export class Engine {
   }
 
   static async create(gpu: GpuContext, modelId: string, cfg: EngineConfig = {}): Promise<Engine> {
+    validateLoadOptions({ contextLength: cfg.contextLength, weights: cfg.weights });
     const t0 = now();
     const loaded = await loadModel(gpu, modelId, cfg);
     const max = loaded.config.text.maxPositionEmbeddings;
@@ -102,23 +119,48 @@ export class Engine {
     return ids;
   }
 
-  /** Streams the answer to `req`. Requests run one at a time, in call order. */
-  chat(req: EngineChatRequest): AsyncGenerator<ChatDelta> {
+  /**
+   * Streams the answer to `req`. Requests (and `reset`) run one at a time, in call order: the place in the queue is
+   * taken here, synchronously, and the request runs from here on whether or not its stream is read (a stream never
+   * read still completes and frees the queue; leaving it early aborts the request).
+   */
+  chat(req: EngineChatRequest): AsyncIterable<ChatDelta> {
     if (this.disposed) throw new WebVLMError('Disposed', 'This engine was disposed.');
     validateSampling(req);
-    const self = this;
-    let release!: () => void;
-    const turn = new Promise<void>((r) => (release = r));
-    const prev = this.queue;
-    this.queue = prev.then(() => turn);
-    return (async function* () {
-      await prev;
+    // Our own controller too: for dispose() and an early exit from the stream to stop the request.
+    const ctrl = new AbortController();
+    const out = new DeltaBuffer(() => ctrl.abort());
+    const user = req.signal;
+    const onAbort = () => ctrl.abort(user?.reason);
+    if (user?.aborted) ctrl.abort(user.reason);
+    else user?.addEventListener('abort', onAbort, { once: true });
+    const turn = this.takeTurn();
+    void (async () => {
       try {
-        yield* self.run(req);
+        await turn.turn;
+        validateGeneration(req);
+        if (this.disposed) throw new WebVLMError('Disposed', 'This engine was disposed.');
+        this.running = ctrl;
+        for await (const d of this.run({ ...req, signal: ctrl.signal })) out.push(d);
+      } catch (e) {
+        out.fail(e);
       } finally {
-        release();
+        if (this.running === ctrl) this.running = null;
+        user?.removeEventListener('abort', onAbort);
+        turn.done();
+        out.end();
       }
     })();
+    return out;
+  }
+
+  /** A place in the request queue: `turn` resolves when every earlier holder called `done`. */
+  private takeTurn(): { turn: Promise<void>; done: () => void } {
+    let done!: () => void;
+    const mine = new Promise<void>((r) => (done = r));
+    const turn = this.queue;
+    this.queue = turn.then(() => mine);
+    return { turn, done };
   }
 
   private async *run(req: EngineChatRequest): AsyncGenerator<ChatDelta> {
@@ -135,7 +177,6 @@ export class Engine {
     const proc = this.processorFor(factor).processChat(req.messages, images, { detail: req.detail, maxImageTokens: req.maxImageTokens, pixels: !gpuPixels });
     const ids = proc.inputIds;
     const maxTokens = req.maxTokens ?? 256;
-    if (!(Number.isInteger(maxTokens) && maxTokens > 0)) throw new WebVLMError('InvalidArgument', `maxTokens must be a positive integer, got ${maxTokens}.`);
     if (ids.length + 1 > this.contextLength) {
       throw new WebVLMError('ContextOverflow', `The prompt is ${ids.length} tokens; the context holds ${this.contextLength}.`, {
         details: { promptTokens: ids.length, contextLength: this.contextLength },
@@ -144,7 +185,8 @@ export class Engine {
 
     // Reuse the cache for the longest common prefix, never splitting an image's token run, and only
     // while the images inside it are the same images.
-    const keys = images.map((im) => `${imageKey(im)}/c${factor}/${req.detail ?? ''}/${req.maxImageTokens ?? ''}`);
+    const keys = (await Promise.all(images.map(imageKey))).map((k) => `${k}/c${factor}/${req.detail ?? ''}/${req.maxImageTokens ?? ''}`);
+    if (aborted()) throw new WebVLMError('Aborted', 'The request was aborted before the prefill.');
     const imgId = this.loaded.config.imageTokenId;
     let L = 0;
     const cached = this.cache.tokens;
@@ -214,6 +256,7 @@ export class Engine {
       const generated: number[] = [];
       let text = '';
       let finish: FinishReason = 'length';
+      let stoppedByString = false;
       const tDec = now();
       for (;;) {
         const tok = typeof next === 'number' ? next : sampleToken(next, req, [...ids, ...generated], rng);
@@ -229,6 +272,7 @@ export class Engine {
         }
         if (stopped) {
           finish = 'stop';
+          stoppedByString = true;
           break;
         }
         if (generated.length >= maxTokens) break;
@@ -239,9 +283,13 @@ export class Engine {
         }
         next = await step([tok], []);
       }
-      if (finish !== 'stop' || !(req.stop ?? []).length) {
-        const rest = matcher.push(decoder.flush()).emit + matcher.flush();
-        if (rest && finish !== 'stop') {
+      if (!stoppedByString) {
+        // Text still held back (a partial UTF-8 sequence, or the start of a stop string that never completed) is
+        // real text: flush it, unless the flushed text itself completes a stop string.
+        const last = matcher.push(decoder.flush());
+        const rest = last.emit + (last.stopped ? '' : matcher.flush());
+        if (last.stopped) finish = 'stop';
+        if (rest) {
           text += rest;
           yield { type: 'text', text: rest };
         }
@@ -302,16 +350,30 @@ export class Engine {
     return out;
   }
 
-  /** Forgets the conversation held in the KV cache. */
-  reset(): void {
-    this.cache.length = 0;
-    this.cache.tokens = [];
-    this.cachedImages = [];
+  /** Forgets the conversation held in the KV cache, after the requests queued before it (never mid-answer). */
+  async reset(): Promise<void> {
+    const t = this.takeTurn();
+    try {
+      await t.turn;
+      this.cache.length = 0;
+      this.cache.tokens = [];
+      this.cachedImages = [];
+    } finally {
+      t.done();
+    }
   }
 
-  dispose(): void {
+  /**
+   * Aborts the running request, waits (at most `waitMs`) for the queue to drain, then frees the GPU memory; requests
+   * still queued then fail with `Disposed`.
+   */
+  async dispose(waitMs = 10_000): Promise<void> {
     if (this.disposed) return;
     this.disposed = true;
+    this.running?.abort();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([this.queue.catch(() => {}), new Promise((r) => (timer = setTimeout(r, waitMs)))]);
+    clearTimeout(timer);
     this.cache.destroy(this.gpu);
     this.loaded.model.destroy();
   }

@@ -225,7 +225,8 @@ export class Tokenizer {
     return this.added.get(id)?.special === true;
   }
 
-  /** Renders the checkpoint's chat template (Jinja) for OpenAI-style messages. */
+
+/** Renders the checkpoint's chat template (Jinja) for OpenAI-style messages. */
   applyChatTemplate(messages: ReadonlyArray<ChatMessage>, opts: { addGenerationPrompt?: boolean } = {}): string {
     if (this.chatTemplate === undefined) throw new WebVLMError('UnsupportedModel', 'The checkpoint has no chat template.');
     try {
@@ -234,14 +235,21 @@ export class Tokenizer {
       throw new WebVLMError('CorruptCheckpoint', `The chat template does not parse: ${(cause as Error)?.message ?? cause}`, { cause });
     }
     const c = this.config;
-    return this.template.render({
-      messages: toTemplateMessages(messages),
-      add_generation_prompt: opts.addGenerationPrompt ?? false,
-      bos_token: tokenString(c.bos_token) ?? '',
-      eos_token: tokenString(c.eos_token) ?? '',
-      unk_token: tokenString(c.unk_token) ?? '',
-      pad_token: tokenString(c.pad_token) ?? '',
-    });
+    try {
+      return this.template.render({
+        messages: toTemplateMessages(messages),
+        add_generation_prompt: opts.addGenerationPrompt ?? false,
+        bos_token: tokenString(c.bos_token) ?? '',
+        eos_token: tokenString(c.eos_token) ?? '',
+        unk_token: tokenString(c.unk_token) ?? '',
+        pad_token: tokenString(c.pad_token) ?? '',
+      });
+    } catch (cause) {
+      // Templates call raise_exception(msg) to refuse a conversation (e.g. roles that do not alternate); the message
+      // is the template's own.
+      if (cause instanceof WebVLMError) throw cause;
+      throw new WebVLMError('TemplateError', `The chat template refused this conversation: ${(cause as Error)?.message ?? cause}`, { cause });
+    }
   }
 
   /** A detokenizer for a stream of generated ids: `push(id)` returns the newly completed text. */

@@ -8,7 +8,7 @@ import type { GpuContext } from '../gpu/context.ts';
 import type { Arena } from '../gpu/buffers.ts';
 import { readF32, readU32, upload } from '../gpu/io.ts';
 import type { Recorder } from '../gpu/recorder.ts';
-import { argmax, buildSeenMask } from '../kernels/sampling.ts';
+import { argmax, buildSeenMask, checkSelectedToken } from '../kernels/sampling.ts';
 import { pixelShuffle } from '../kernels/pixel_shuffle.ts';
 import { compress as compressTokens } from '../kernels/compress.ts';
 import { preprocessImage, uploadImage } from '../kernels/resample.ts';
@@ -230,7 +230,8 @@ export class Idefics3Model {
       const out = ws.f32(1, 'text/token');
       argmax(this.gpu, rec, { logits, out, V, penalty, seen, markSeen: seen !== undefined });
       rec.submit();
-      return (await readU32(this.gpu, out, 1))[0];
+      // A row of NaN logits gives SAMPLE_NONE: a typed error here, never a token id.
+      return checkSelectedToken((await readU32(this.gpu, out, 1))[0], V);
     }, true);
   }
 
@@ -265,6 +266,9 @@ export class Idefics3Model {
   }
 
   private mergeImageFeatures(rec: Recorder, ids: number[], h: GPUBuffer, features: GPUBuffer[]): void {
+    // No features (a decode step, or a text-only prompt): an <image> id keeps its own embedding. transformers merges
+    // only when image features are passed (the first step), so a generated <image> token is an ordinary token.
+    if (!features.length) return;
     const H = this.cfg.text.hiddenSize;
     const img = this.cfg.imageTokenId;
     const available = features.reduce((s, f) => s + f.size / (H * 4), 0);

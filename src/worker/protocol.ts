@@ -23,6 +23,8 @@ export interface WorkerLoadOptions {
   cache?: boolean;
   /** Total GPU bytes allowed; the load fails early with OutOfMemory above it. */
   memoryBudget?: number;
+  /** 'folder': files at `{baseUrl}/{model}/{file}` instead of the hub layout. */
+  layout?: 'hub' | 'folder';
 }
 
 export interface WorkerApi {
@@ -39,8 +41,10 @@ export interface WorkerApi {
   abort(id: number): void;
   /** The tile plan an image of this size gets (for overlays), without running anything. */
   plan(width: number, height: number, opts: VisionOptions): Promise<ImagePlanReport>;
-  reset(): void;
-  dispose(): void;
+  /** Forgets the cached conversation, after the running request (queued like a request). */
+  reset(): Promise<void> | void;
+  /** Aborts what runs, waits for it, frees the GPU memory. */
+  dispose(): Promise<void> | void;
   /** Test-only: destroys the GPU device, as a driver reset would (device-loss tests). */
   testLoseDevice(): void;
   /** Test-only: ends the worker from inside (`self.close()`), as a crash would. */

@@ -85,6 +85,12 @@ export interface ChatPlan extends Omit<ChatRequest, 'messages' | 'signal'> {
   crashAfterDeltas?: number;
   /** `worker.terminate()` from this thread when this many text deltas have arrived. */
   terminateAfterDeltas?: number;
+  /** Abort right after the stream's first `next()` call, while this thread still prepares the images. */
+  abortWhilePreparing?: boolean;
+  /** `engine.reset()` (not awaited) when this many text deltas have arrived; its settle time is in `resetAt`. */
+  resetAfterDeltas?: number;
+  /** `engine.dispose()` (not awaited) when this many text deltas have arrived; its settle time is in `disposedAt`. */
+  disposeAfterDeltas?: number;
 }
 
 export interface ChatOutcome {
@@ -99,22 +105,45 @@ export interface ChatOutcome {
   start: number;
   /** performance.now() of each delta, for ordering checks across concurrent chats. */
   times: number[];
+  /** When the reset / dispose started by the plan settled (performance.now()), and how. */
+  resetAt?: number;
+  disposedAt?: number;
+  sideError?: ErrorInfo;
 }
 
 async function chat(name: string, plan: ChatPlan): Promise<ChatOutcome> {
+  const { messages, ...rest } = plan;
+  return run(name, { ...rest, messages: await materialize(messages) });
+}
+
+/** Runs one request whose messages are already real (materialized); see ChatPlan for the fault options. */
+async function run(name: string, plan: Omit<ChatPlan, 'messages'> & { messages: ChatMessage[] }): Promise<ChatOutcome> {
   const t0 = performance.now();
   const engine = engines.get(name);
   if (!engine) throw new Error(`no engine ${name}`);
-  const { messages, abortAfterDeltas, abortAtPhase, loseDeviceAfterDeltas, crashAfterDeltas, terminateAfterDeltas, ...rest } = plan;
+  const { messages, abortAfterDeltas, abortAtPhase, loseDeviceAfterDeltas, crashAfterDeltas, terminateAfterDeltas, abortWhilePreparing, resetAfterDeltas, disposeAfterDeltas, ...rest } = plan;
   const ctrl = new AbortController();
   if (abortAtPhase !== undefined) await hooks(name).abortAtPhase(abortAtPhase);
   if (abortAfterDeltas === 0) queueMicrotask(() => ctrl.abort());
   let text = '';
   let deltas = 0;
   const times: number[] = [];
+  const side: { resetAt?: number; disposedAt?: number; sideError?: ErrorInfo } = {};
+  const pending: Promise<unknown>[] = [];
+  const sideCall = (p: Promise<void>, key: 'resetAt' | 'disposedAt') =>
+    void pending.push(p.then(() => (side[key] = performance.now()), (e) => ((side.sideError = toError(e)), (side[key] = performance.now()))));
+  /** The outcome, once the reset / dispose the plan started has settled too. */
+  const settle = async (o: ChatOutcome): Promise<ChatOutcome> => {
+    await Promise.all(pending);
+    return { ...o, ...side };
+  };
   try {
-    const req: ChatRequest = { ...rest, messages: await materialize(messages), signal: ctrl.signal };
-    for await (const d of engine.chat(req)) {
+    const req: ChatRequest = { ...rest, messages, signal: ctrl.signal };
+    const it = engine.chat(req)[Symbol.asyncIterator]();
+    const first = it.next();
+    if (abortWhilePreparing) ctrl.abort();
+    for (let r = await first; !r.done; r = await it.next()) {
+      const d = r.value;
       times.push(performance.now());
       if (d.type === 'text') {
         text += d.text;
@@ -122,14 +151,16 @@ async function chat(name: string, plan: ChatPlan): Promise<ChatOutcome> {
         if (deltas === abortAfterDeltas) ctrl.abort();
         if (deltas === loseDeviceAfterDeltas) void hooks(name).loseDevice();
         if (deltas === crashAfterDeltas) void hooks(name).crashWorker();
-        if (deltas === terminateAfterDeltas) hooks(name).worker.terminate();
+        if (deltas === terminateAfterDeltas) hooks(name).worker!.terminate();
+        if (deltas === resetAfterDeltas) sideCall(engine.reset(), 'resetAt');
+        if (deltas === disposeAfterDeltas) sideCall(engine.dispose(), 'disposedAt');
       } else {
-        return { ok: true, text, deltas, finishReason: d.finishReason, usage: JSON.parse(JSON.stringify(d.usage)), ms: performance.now() - t0, start: t0, times };
+        return settle({ ok: true, text, deltas, finishReason: d.finishReason, usage: JSON.parse(JSON.stringify(d.usage)), ms: performance.now() - t0, start: t0, times });
       }
     }
-    return { ok: false, text, deltas, error: { name: 'Error', message: 'stream ended without a done delta' }, ms: performance.now() - t0, start: t0, times };
+    return settle({ ok: false, text, deltas, error: { name: 'Error', message: 'stream ended without a done delta' }, ms: performance.now() - t0, start: t0, times });
   } catch (e) {
-    return { ok: false, text, deltas, error: toError(e), ms: performance.now() - t0, start: t0, times };
+    return settle({ ok: false, text, deltas, error: toError(e), ms: performance.now() - t0, start: t0, times });
   }
 }
 
@@ -160,6 +191,32 @@ async function chat(name: string, plan: ChatPlan): Promise<ChatOutcome> {
     const [ra, rb] = await Promise.all([chat(name, a), chat(name, b)]);
     return [ra, rb];
   },
+  /** Chats started together (their images built first, then every chat() called in one go), in call order. */
+  async chatMany(name: string, plans: ChatPlan[]) {
+    const real = await Promise.all(plans.map(async (p) => ({ ...p, messages: await materialize(p.messages) })));
+    return Promise.all(real.map((p) => run(name, p)));
+  },
+  /**
+   * Streams created and never read (one dropped, one return()ed before reading), then a chat that must still be
+   * answered: the engine's queue is not held by them.
+   */
+  async unreadStreams(name: string, plan: ChatPlan) {
+    const engine = engines.get(name)!;
+    const messages = await materialize(plan.messages);
+    const { messages: _m, ...rest } = plan;
+    engine.chat({ ...rest, messages });
+    const s = engine.chat({ ...rest, messages })[Symbol.asyncIterator]();
+    await s.return?.();
+    return run(name, { ...rest, messages });
+  },
+  async reset(name: string) {
+    try {
+      await engines.get(name)!.reset();
+      return { ok: true };
+    } catch (e) {
+      return { ok: false, error: toError(e) };
+    }
+  },
   async plan(name: string, w: number, h: number) {
     try {
       return { ok: true, plan: await engines.get(name)!.plan(w, h, { detail: 'low' }) };
@@ -173,7 +230,7 @@ async function chat(name: string, plan: ChatPlan): Promise<ChatOutcome> {
   },
   /** Terminates the engine's worker from outside, as a page or browser might. */
   terminateWorker(name: string) {
-    hooks(name).worker.terminate();
+    hooks(name).worker!.terminate();
   },
   async decode(spec: ImageSpec) {
     try {

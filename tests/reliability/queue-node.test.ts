@@ -1,0 +1,131 @@
+/**
+ * The request queue of the engine (Node, Dawn): a stream that is never read (or `return()`ed before reading) does
+ * not hold the queue; `dispose()` during decoding stops the answer cleanly (no TypeError from freed buffers);
+ * `reset()` queued behind a streaming answer does not change it. Through the Engine class and through the public
+ * API inline, with the random-weight test checkpoint.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { dawnGpu } from '../harness/dawn.ts';
+import { startHubServer, type HubServer } from '../helpers/hub-server.ts';
+import { createEngine } from '../../src/api/engine.ts';
+import { Engine } from '../../src/engine/engine.ts';
+import { GpuContext } from '../../src/gpu/context.ts';
+import type { ChatDelta } from '../../src/api/types.ts';
+import { WebVLMError } from '../../src/errors.ts';
+import { TEST_MODEL_DIR, ensureTestModel } from './helpers.ts';
+
+const REPO = 'webvlm-test/random-smolvlm';
+const T = { timeout: 300_000 };
+const ask = (maxTokens = 6) => ({ messages: [{ role: 'user' as const, content: 'Say something.' }], maxTokens, temperature: 0 });
+
+/** Resolves with `p`, or rejects after `ms` (a hang becomes a failure, not a stuck test). */
+function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout>;
+  return Promise.race([p, new Promise<never>((_, r) => (timer = setTimeout(() => r(new Error(`${what}: no answer within ${ms} ms`)), ms)))]).finally(() => clearTimeout(timer));
+}
+
+async function texts(s: AsyncIterable<ChatDelta>, onDelta?: (n: number) => void): Promise<{ text: string; done?: Extract<ChatDelta, { type: 'done' }>; error?: unknown }> {
+  let text = '', n = 0;
+  try {
+    for await (const d of s) {
+      if (d.type === 'done') return { text, done: d };
+      text += d.text;
+      onDelta?.(++n);
+    }
+    return { text };
+  } catch (error) {
+    return { text, error };
+  }
+}
+
+describe('engine queue: unread streams, dispose during decode, queued reset (Node, Dawn)', () => {
+  let hub: HubServer;
+  let gpu: GPU | null = null;
+  let ctx: GpuContext;
+  let reference = '';
+
+  before(async () => {
+    await ensureTestModel();
+    hub = await startHubServer({ repos: { [REPO]: TEST_MODEL_DIR } });
+    gpu = await dawnGpu();
+    if (gpu) ctx = await GpuContext.create({ gpu });
+  });
+  after(async () => {
+    ctx?.destroy();
+    await hub?.close();
+  });
+
+  test('Engine: a stream never read, and one return()ed before reading, do not hold the queue', T, async (t) => {
+    if (!gpu) return t.skip('no Dawn adapter');
+    const engine = await Engine.create(ctx, REPO, { baseUrl: hub.url, contextLength: 128 });
+    try {
+      reference = (await texts(engine.chat(ask()))).text;
+      engine.reset();
+      engine.chat(ask()); // never read
+      const it = engine.chat(ask())[Symbol.asyncIterator]();
+      await it.return?.();
+      engine.reset();
+      const r = await within(texts(engine.chat(ask())), 60_000, 'the chat after unread streams');
+      assert.ok(r.done, String(r.error));
+      assert.equal(r.text, reference);
+    } finally {
+      await engine.dispose();
+    }
+  });
+
+  test('Engine: dispose() during decoding ends the stream cleanly (no TypeError) and resolves', T, async (t) => {
+    if (!gpu) return t.skip('no Dawn adapter');
+    const engine = await Engine.create(ctx, REPO, { baseUrl: hub.url, contextLength: 128 });
+    let disposing: Promise<void> | null = null;
+    const r = await within(texts(engine.chat(ask(40)), (n) => {
+      if (n === 1) disposing = engine.dispose();
+    }), 60_000, 'the stream after dispose');
+    await within(disposing!, 30_000, 'dispose');
+    if (r.error) assert.ok(r.error instanceof WebVLMError && ['Aborted', 'Disposed'].includes(r.error.code), `got ${r.error}`);
+    else assert.equal(r.done?.finishReason, 'abort');
+    assert.ok((r.done?.usage.completionTokens ?? 0) < 40, 'stopped early');
+    assert.throws(() => engine.chat(ask()), (e: WebVLMError) => e.code === 'Disposed');
+  });
+
+  test('Engine: reset() while an answer streams waits for it: the answer equals the fresh one', T, async (t) => {
+    if (!gpu) return t.skip('no Dawn adapter');
+    const engine = await Engine.create(ctx, REPO, { baseUrl: hub.url, contextLength: 128 });
+    try {
+      const long = (await texts(engine.chat(ask(12)))).text;
+      await engine.reset();
+      let resetDone = -1, deltas = 0;
+      const r = await texts(engine.chat(ask(12)), (n) => {
+        deltas = n;
+        if (n === 1) void engine.reset().then(() => (resetDone = deltas));
+      });
+      assert.equal(r.text, long, 'the streaming answer is not changed by the reset');
+      await new Promise((res) => setTimeout(res, 0));
+      assert.ok(resetDone === -1 || resetDone === deltas, 'the reset ran after the answer');
+      const again = await texts(engine.chat(ask(12)));
+      assert.equal(again.done?.usage.cachedTokens, 0, 'the reset did happen (nothing reused)');
+    } finally {
+      await engine.dispose();
+    }
+  });
+
+  test('public API inline: unread streams do not hold the queue; dispose() during decoding is clean', T, async (t) => {
+    if (!gpu) return t.skip('no Dawn adapter');
+    const engine = await createEngine(REPO, { inline: true, gpu, baseUrl: hub.url, contextLength: 128 });
+    engine.chat(ask());
+    const it = engine.chat(ask())[Symbol.asyncIterator]();
+    await it.return?.();
+    await engine.reset();
+    const r = await within(texts(engine.chat(ask())), 60_000, 'the chat after unread streams');
+    assert.equal(r.text, reference);
+    let disposing: Promise<void> | null = null;
+    const d = await within(texts(engine.chat(ask(40)), (n) => {
+      if (n === 1) disposing = engine.dispose();
+    }), 60_000, 'the stream after dispose');
+    await within(disposing!, 30_000, 'dispose');
+    if (d.error) assert.ok(d.error instanceof WebVLMError && ['Aborted', 'Disposed'].includes(d.error.code), `got ${d.error}`);
+    else assert.equal(d.done?.finishReason, 'abort');
+    const after = await texts(engine.chat(ask()));
+    assert.ok(after.error instanceof WebVLMError && after.error.code === 'Disposed');
+  });
+});
