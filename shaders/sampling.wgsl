@@ -1,7 +1,8 @@
 // Next-token selection on the GPU: one workgroup of 256 invocations per row of logits[rows, V]; the result
 // is one u32 token id per row (4 bytes to read back instead of the logits).
 //   argmax: the index of the largest (repetition-penalised) logit; ties → lowest index; NaN logits are
-//           skipped; a row of NaN only gives NONE (0xFFFFFFFF).
+//           skipped; a row of NaN only gives NONE (0xFFFFFFFF). STRICT (flag 16, what decoding uses): any NaN or
+//           +∞ in the row gives NONE — a broken forward pass is reported, not read as a token.
 //   sample: HF's sampling chain on one uniform number u ∈ [0, 1) from the caller:
 //           repetition penalty → / temperature → top-k → top-p → inverse CDF over the kept tokens in
 //           descending-probability order (ties → lower index).
@@ -40,6 +41,9 @@ const F_PENALTY = 1u;
 const F_MARK = 2u;
 const F_TOPK = 4u;
 const F_TOPP = 8u;
+const F_STRICT = 16u;
+// Above every number's key (+∞ is 0xFF800000): marks a non-finite logit in STRICT argmax.
+const K_NONFINITE = 0xFFFFFFFFu;
 
 // Order-preserving map f32 → u32 (larger value ↔ larger key). NaN → 0, which no number maps to.
 fn order_key(v: f32) -> u32 {
@@ -88,7 +92,11 @@ fn argmax(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: ve
   var bk = 0u;
   var bi = NONE;
   for (var v = li; v < p.V; v += WG) {
-    let k = order_key(score(row, v, false));
+    let s = score(row, v, false);
+    var k = order_key(s);
+    // NaN or +∞ by their bits (a compiler may fold s != s away); −∞ (0xFF800000) is an ordinary, masked logit.
+    let b = bitcast<u32>(s);
+    if ((p.flags & F_STRICT) != 0u && (b & 0x7FFFFFFFu) >= 0x7F800000u && b != 0xFF800000u) { k = K_NONFINITE; }
     if (k > bk) { bk = k; bi = v; } // strictly greater: this invocation sees its indices in increasing order
   }
   red_k[li] = bk;
@@ -101,7 +109,7 @@ fn argmax(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: ve
     }
     workgroupBarrier();
   }
-  if (li == 0u) { finish(row, red_i[0]); }
+  if (li == 0u) { finish(row, select(red_i[0], NONE, red_k[0] == K_NONFINITE)); }
 }
 
 // ---- sample ----

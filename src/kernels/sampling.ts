@@ -46,7 +46,7 @@ export function checkSelectedToken(id: number, V: number): number {
   if (Number.isInteger(id) && id >= 0 && id < V) return id;
   if (id === SAMPLE_NONE) {
     // The same code as the CPU sampler's for the same condition (engine/sampler.ts).
-    throw new WebVLMError('NumericalError', 'The model produced no finite logit (every logit NaN): the forward pass broke.', { details: { vocabSize: V } });
+    throw new WebVLMError('NumericalError', 'The model produced a non-finite logit (NaN or +∞; or every logit NaN): the forward pass broke.', { details: { vocabSize: V } });
   }
   throw new WebVLMError('Internal', `Token selection returned id ${id}, outside the vocabulary (${V}).`, { details: { id, vocabSize: V } });
 }
@@ -83,7 +83,10 @@ interface SelectCommon {
   markSeen?: boolean;
 }
 
-export type ArgmaxArgs = SelectCommon;
+export interface ArgmaxArgs extends SelectCommon {
+  /** A NaN or +∞ logit anywhere in the row gives SAMPLE_NONE (decoding: a broken forward pass is an error, not a token). */
+  strict?: boolean;
+}
 
 export interface SampleArgs extends SelectCommon {
   /** > 0. */
@@ -96,7 +99,7 @@ export interface SampleArgs extends SelectCommon {
   u: number | number[];
 }
 
-const F_PENALTY = 1, F_MARK = 2, F_TOPK = 4, F_TOPP = 8;
+const F_PENALTY = 1, F_MARK = 2, F_TOPK = 4, F_TOPP = 8, F_STRICT = 16;
 
 function common(kernel: string, gpu: GpuContext, a: SelectCommon): { rows: number; flags: number; penalty: number; seen: Binding } {
   const rows = a.rows ?? 1;
@@ -132,7 +135,8 @@ function params(rec: Recorder, rows: number, V: number, flags: number, penalty: 
 
 /** Greedy choice per row: out[r] = argmax_v processed logit (ties → lowest index). */
 export function argmax(gpu: GpuContext, rec: Recorder, args: ArgmaxArgs): void {
-  const { rows, flags, penalty, seen } = common('argmax', gpu, args);
+  const { rows, flags: f, penalty, seen } = common('argmax', gpu, args);
+  const flags = f | (args.strict ? F_STRICT : 0);
   const pipeline = gpu.pipelines.get({ name: 'sampling', source, entryPoint: 'argmax' });
   rec.dispatch(pipeline, [args.logits, seen, args.out, params(rec, rows, args.V, flags, penalty, 1, 0, 1, [])], grid(gpu, rows), `argmax ${rows}x${args.V}`);
 }

@@ -228,7 +228,7 @@ export class Idefics3Model {
     const V = this.cfg.text.vocabSize;
     return this.run(ids, cache, imageFeatures, 1, async (rec, logits, ws) => {
       const out = ws.f32(1, 'text/token');
-      argmax(this.gpu, rec, { logits, out, V, penalty, seen, markSeen: seen !== undefined });
+      argmax(this.gpu, rec, { logits, out, V, penalty, seen, markSeen: seen !== undefined, strict: true });
       rec.submit();
       // A row of NaN logits gives SAMPLE_NONE: a typed error here, never a token id.
       return checkSelectedToken((await readU32(this.gpu, out, 1))[0], V);

@@ -73,12 +73,12 @@ function acceptable(rule: (u: number, topP?: number) => number, topP: number, u:
   return out;
 }
 
-async function runArgmax(gpu: CaseContext['gpu'], logits: Float32Array, V: number, rows: number, r: Rule & { mark?: boolean } = {}) {
+async function runArgmax(gpu: CaseContext['gpu'], logits: Float32Array, V: number, rows: number, r: Rule & { mark?: boolean; strict?: boolean } = {}) {
   const lb = upload(gpu, logits), out = gpu.allocator.create(rows * 4);
   const seenIds = r.seen ? [...r.seen] : [];
   const sb = r.seen || r.mark ? upload(gpu, buildSeenMask(Array.from({ length: rows }, () => seenIds), V, rows)) : undefined;
   const rec = gpu.recorder();
-  argmax(gpu, rec, { logits: lb, out, V, rows, penalty: r.penalty, seen: sb, markSeen: r.mark });
+  argmax(gpu, rec, { logits: lb, out, V, rows, penalty: r.penalty, seen: sb, markSeen: r.mark, strict: r.strict });
   rec.submit();
   const got = await readU32(gpu, out, rows);
   const mask = sb ? await readU32(gpu, sb, rows * seenMaskWords(V)) : null;
@@ -152,6 +152,25 @@ export const cases = defineCases([
       expectEq('row 0', got[0], argmaxRef(x.subarray(0, V)));
       expectEq('row 1', got[1], V - 1);
       log(`argmax 2x${V}: ${got[0]}, ${got[1]} (exact)`);
+    },
+  },
+  {
+    name: 'argmax strict: one NaN or +inf anywhere in a row → NONE; −inf and finite rows as usual',
+    async run({ gpu, log }) {
+      const V = 1037, rows = 4;
+      const x = randomF32(rows * V, 71, 4);
+      x[0 * V + 5] = NaN; // row 0: a NaN among finite values
+      x[1 * V + V - 1] = Infinity; // row 1: +inf at the last index
+      x[2 * V + 9] = -Infinity; // row 2: −inf only (a masked logit, not an error)
+      const { got } = await runArgmax(gpu, x, V, rows, { strict: true });
+      expectEq('row 0 (NaN)', got[0], SAMPLE_NONE);
+      expectEq('row 1 (+inf)', got[1], SAMPLE_NONE);
+      expectEq('row 2 (−inf)', got[2], argmaxRef(x.subarray(2 * V, 3 * V)));
+      expectEq('row 3 (finite)', got[3], argmaxRef(x.subarray(3 * V, 4 * V)));
+      const lax = await runArgmax(gpu, x, V, rows);
+      expectEq('not strict: NaN skipped', lax.got[0], argmaxRef(x.subarray(0, V)));
+      expectEq('not strict: +inf wins', lax.got[1], V - 1);
+      log(`strict: NaN row → NONE, +inf row → NONE, −inf row → ${got[2]}, finite → ${got[3]}; not strict: ${lax.got[0]}, ${lax.got[1]}`);
     },
   },
   {

@@ -109,6 +109,47 @@ describe('engine queue: unread streams, dispose during decode, queued reset (Nod
     }
   });
 
+  test('abort, reset and dispose at every phase boundary (encode, prefill, first token): typed outcome, next chat as fresh', { timeout: 600_000 }, async (t) => {
+    if (!gpu) return t.skip('no Dawn adapter');
+    const img = { width: 40, height: 30, channels: 4 as const, data: new Uint8ClampedArray(40 * 30 * 4).map((_, i) => (i * 37) & 255) };
+    const req = (onPhase?: (p: string) => void) => ({
+      messages: [{ role: 'user' as const, content: [{ type: 'image' as const }, { type: 'text' as const, text: 'What is it?' }] }],
+      images: [img], maxTokens: 5, temperature: 0, detail: 'low' as const, onPhase,
+    });
+    const base = await Engine.create(ctx, REPO, { baseUrl: hub.url, contextLength: 128 });
+    const fresh = await texts(base.chat(req()));
+    assert.ok(fresh.done);
+    await base.dispose();
+    for (const phase of ['encode', 'prefill', 'token'] as const) {
+      for (const action of ['abort', 'reset', 'dispose'] as const) {
+        const what = `${action} at ${phase}`;
+        const engine = await Engine.create(ctx, REPO, { baseUrl: hub.url, contextLength: 128 });
+        const ctrl = new AbortController();
+        let side: Promise<void> | undefined;
+        const act = () => {
+          if (action === 'abort') ctrl.abort();
+          else side = action === 'reset' ? engine.reset() : engine.dispose();
+        };
+        const r = await within(texts(engine.chat({ ...req((p) => p === phase && act()), signal: ctrl.signal }), (n) => phase === 'token' && n === 1 && act()), 60_000, what);
+        await within(side ?? Promise.resolve(), 30_000, `${what}: the ${action}`);
+        if (action === 'reset') {
+          assert.equal(r.text, fresh.text, `${what}: a reset never changes the answer being written`);
+        } else if (r.error) {
+          assert.ok(r.error instanceof WebVLMError && ['Aborted', 'Disposed'].includes(r.error.code), `${what}: ${String(r.error)}`);
+        } else {
+          assert.equal(r.done?.finishReason, 'abort', what);
+        }
+        if (action === 'dispose') {
+          assert.throws(() => engine.chat(req()), (e: WebVLMError) => e.code === 'Disposed', what);
+          continue;
+        }
+        const next = await texts(engine.chat(req()));
+        assert.equal(next.text, fresh.text, `${what}: the next chat differs from a fresh engine's`);
+        await engine.dispose();
+      }
+    }
+  });
+
   test('public API inline: unread streams do not hold the queue; dispose() during decoding is clean', T, async (t) => {
     if (!gpu) return t.skip('no Dawn adapter');
     const engine = await createEngine(REPO, { inline: true, gpu, baseUrl: hub.url, contextLength: 128 });
