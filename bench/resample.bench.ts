@@ -6,8 +6,8 @@
  * 4 B/px upload (what the worker pays), GPU kernels alone, CPU ms, and the GPU output's max |Δ| vs the CPU
  * (0 = bit-exact; this also checks the kernels on the compat GLES adapter, which the tests do not run on).
  */
-import { imagePixels, parseProcessorConfig, planImage } from '../src/engine/idefics3-processor.ts';
-import type { PixelImage } from '../src/engine/resample.ts';
+import { imagePixels, parseProcessorConfig, planImage } from '../src/models/idefics3/processor.ts';
+import type { PixelImage } from '../src/input/resample.ts';
 import { readF32 } from '../src/gpu/io.ts';
 import type { GpuContext } from '../src/gpu/context.ts';
 import { preprocessImage, uploadImage } from '../src/kernels/resample.ts';

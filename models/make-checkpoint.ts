@@ -19,8 +19,8 @@
 import { open, mkdir, writeFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { parseIdefics3Config } from '../src/models/idefics3-config.ts';
-import { idefics3TensorSpecs, type TensorRole, type TensorSpec } from '../src/engine/idefics3-layout.ts';
+import { parseIdefics3Config } from '../src/models/idefics3/config.ts';
+import { idefics3TensorSpecs, type TensorRole, type TensorSpec } from '../src/models/idefics3/layout.ts';
 
 export type CheckpointSize = 'test' | '256m';
 

@@ -10,10 +10,10 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Engine } from '../../src/engine/engine.ts';
-import type { ImageDetail } from '../../src/api/types.ts';
-import type { WeightFormat } from '../../src/models/idefics3-weights.ts';
+import type { ImageDetail } from '../../src/types.ts';
+import type { WeightFormat } from '../../src/models/idefics3/weights.ts';
 import { decodePng } from '../../tests/helpers/png.ts';
-import type { PixelImage } from '../../src/engine/resample.ts';
+import type { PixelImage } from '../../src/input/resample.ts';
 
 export const TINY_DIR = fileURLToPath(new URL('./', import.meta.url));
 export const TINY_REPO = 'webvlm/tiny-smolvlm';

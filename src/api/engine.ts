@@ -9,7 +9,7 @@ import { WebVLMError } from '../errors.ts';
 import { validateLoadOptions } from '../engine/validate.ts';
 import { isFolderId } from '../engine/hub-url.ts';
 import { installErrorTransfer, type WorkerChatRequest } from '../worker/protocol.ts';
-import type { ChatDelta, ChatRequest, EngineInfo, EngineOptions, ImagePlanReport, VisionOptions } from './types.ts';
+import type { ChatDelta, ChatRequest, EngineInfo, EngineOptions, ImagePlanReport, VisionOptions } from '../types.ts';
 import { inlineConnection, workerConnection, type Connection } from './connection.ts';
 import { prepareMessages, validateChatRequest } from './request.ts';
 import { DeltaBuffer } from '../engine/delta-buffer.ts';

@@ -7,7 +7,7 @@ import { WebVLMError } from '../errors.ts';
 import { validateSampling } from '../engine/sampler.ts';
 import { IMAGE_DETAILS, validateGeneration } from '../engine/validate.ts';
 import { checkImageSize, type WorkerImage } from '../worker/image-decode.ts';
-import type { ChatMessage, ChatRequest, ContentPart, ImageInput } from './types.ts';
+import type { ChatMessage, ChatRequest, ContentPart, ImageInput } from '../types.ts';
 
 const ROLES = ['system', 'user', 'assistant'];
 

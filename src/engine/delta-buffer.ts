@@ -4,7 +4,7 @@
  * same deltas. One reader; leaving the loop early (`break`, `return()`) calls `onCancel` (the request is aborted).
  */
 import { WebVLMError } from '../errors.ts';
-import type { ChatDelta } from '../api/types.ts';
+import type { ChatDelta } from '../types.ts';
 
 export class DeltaBuffer implements AsyncIterable<ChatDelta> {
   private readonly items: ChatDelta[] = [];

@@ -6,10 +6,10 @@
  */
 import { WebVLMError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
-import type { ChatDelta, FinishReason, ImagePlanReport, ImageReport, Usage } from '../api/types.ts';
-import type { ChatMessage } from './tokenizer.ts';
-import type { PixelImage } from './resample.ts';
-import { detailToPlanOptions, Idefics3Processor, type ImageDetail } from './idefics3-processor.ts';
+import type { ChatDelta, FinishReason, ImagePlanReport, ImageReport, Usage } from '../types.ts';
+import type { ChatMessage } from '../input/tokenizer.ts';
+import type { PixelImage } from '../input/resample.ts';
+import { detailToPlanOptions, Idefics3Processor, type ImageDetail } from '../models/idefics3/processor.ts';
 import type { KvCache } from '../models/llama.ts';
 import { loadModel, type LoadedModel, type LoadOptions } from './load.ts';
 import { Rng } from './rng.ts';

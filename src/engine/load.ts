@@ -8,12 +8,12 @@ import { HubSource } from './hub.ts';
 import type { FileSource, ProgressCallback } from './file-source.ts';
 import { openCheckpoint, readCheckpointTensors, readShardHeaders } from './checkpoint.ts';
 import { requireFinite, tensorToF32 } from './safetensors.ts';
-import { idefics3Checker } from './idefics3-layout.ts';
-import { Tokenizer } from './tokenizer.ts';
-import { Idefics3Processor } from './idefics3-processor.ts';
-import { parseIdefics3Config, type Idefics3Config } from '../models/idefics3-config.ts';
-import { Idefics3Model, type TensorSource } from '../models/idefics3.ts';
-import type { WeightFormat } from '../models/idefics3-weights.ts';
+import { idefics3Checker } from '../models/idefics3/layout.ts';
+import { Tokenizer } from '../input/tokenizer.ts';
+import { Idefics3Processor } from '../models/idefics3/processor.ts';
+import { parseIdefics3Config, type Idefics3Config } from '../models/idefics3/config.ts';
+import { Idefics3Model, type TensorSource } from '../models/idefics3/model.ts';
+import type { WeightFormat } from '../models/idefics3/weights.ts';
 
 export interface LoadOptions {
   baseUrl?: string;

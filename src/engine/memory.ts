@@ -11,13 +11,13 @@
  * pass (every frame of one image at once) and of a prefill of the whole context.
  */
 import { WebVLMError } from '../errors.ts';
-import type { Idefics3Config } from '../models/idefics3-config.ts';
-import { visionChunkFrames } from '../models/idefics3.ts';
-import { parseIdefics3Config } from '../models/idefics3-config.ts';
+import type { Idefics3Config } from '../models/idefics3/config.ts';
+import { visionChunkFrames } from '../models/idefics3/model.ts';
+import { parseIdefics3Config } from '../models/idefics3/config.ts';
 import { readJson, type FileHandle, type FileSource } from './file-source.ts';
 import { readHeaderByRange } from './safetensors.ts';
-import { parseProcessorConfig } from './idefics3-processor.ts';
-import { checkCheckpointHeaders } from './idefics3-layout.ts';
+import { parseProcessorConfig } from '../models/idefics3/processor.ts';
+import { checkCheckpointHeaders } from '../models/idefics3/layout.ts';
 import { readShardHeaders, weightShards } from './checkpoint.ts';
 
 export interface WeightTensor {

@@ -16,8 +16,8 @@ import { WebVLMError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import type { Binding, Recorder } from '../gpu/recorder.ts';
 import { upload } from '../gpu/io.ts';
-import { lanczosTaps, MAX_IMAGE_SIDE, nearestIndices, normalizationTable, TAP_PRECISION_BITS, validateImage, type PixelImage } from '../engine/resample.ts';
-import type { Idefics3ProcessorConfig, ImagePlan } from '../engine/idefics3-processor.ts';
+import { lanczosTaps, MAX_IMAGE_SIDE, nearestIndices, normalizationTable, TAP_PRECISION_BITS, validateImage, type PixelImage } from '../input/resample.ts';
+import type { ImagePlan, PixelPipeline } from '../input/image-plan.ts';
 import { ceilDiv, dummy, requireBytes, requireDims } from './common.ts';
 import { requireDistinct } from './elementwise.ts';
 
@@ -33,10 +33,7 @@ const FORMATS: readonly ImageFormat[] = ['rgba', 'rgb', 'gray'];
 export type Scratch = (bytes: number, label: string) => GPUBuffer;
 
 export type PreprocessPlan = Pick<ImagePlan, 'original' | 'resizes' | 'rows' | 'cols' | 'frames' | 'tileSize'>;
-export type PreprocessConfig = Pick<
-  Idefics3ProcessorConfig,
-  'tileSize' | 'doConvertRgb' | 'doRescale' | 'rescaleFactor' | 'doNormalize' | 'imageMean' | 'imageStd'
->;
+export type PreprocessConfig = PixelPipeline;
 
 export interface PreprocessArgs {
   /** Packed RGBA8 pixels, row-major, one u32 per pixel (R in the low byte): `ImageData.data` as is. */

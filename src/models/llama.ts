@@ -15,7 +15,7 @@ import { attentionDecode, attentionDecodeScratchBytes } from '../kernels/attenti
 import { rope } from '../kernels/rope.ts';
 import { attentionPrefill } from '../kernels/attention_prefill.ts';
 import { linear, type Linear, type Workspace } from './layers.ts';
-import type { Idefics3TextConfig } from './idefics3-config.ts';
+import type { Idefics3TextConfig } from './idefics3/config.ts';
 
 export interface LlamaLayer {
   inputNorm: GPUBuffer;

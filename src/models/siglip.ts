@@ -11,7 +11,7 @@ import { add, geluTanh } from '../kernels/elementwise.ts';
 import { attentionPrefill } from '../kernels/attention_prefill.ts';
 import { patchEmbed } from '../kernels/patch_embed.ts';
 import { linear, type Linear, type Workspace } from './layers.ts';
-import type { Idefics3VisionConfig } from './idefics3-config.ts';
+import type { Idefics3VisionConfig } from './idefics3/config.ts';
 
 export interface LayerNormWeights {
   weight: GPUBuffer;

@@ -16,10 +16,10 @@ import { HubSource } from '../engine/hub.ts';
 import type { FileSource } from '../engine/file-source.ts';
 import { CachedSource } from '../engine/cache.ts';
 import { checkMemory, estimateCheckpointMemory } from '../engine/memory.ts';
-import type { ChatDelta, EngineInfo, ImagePlanReport, LoadProgress, VisionOptions } from '../api/types.ts';
+import type { ChatDelta, EngineInfo, ImagePlanReport, LoadProgress, VisionOptions } from '../types.ts';
 import { decodeImage } from './image-decode.ts';
 import type { WorkerApi, WorkerChatRequest, WorkerLoadOptions } from './protocol.ts';
-import type { ChatMessage as EngineMessage } from '../engine/tokenizer.ts';
+import type { ChatMessage as EngineMessage } from '../input/tokenizer.ts';
 
 export interface HostOptions {
   /** The `navigator.gpu` to use (Node/Dawn passes its own); default the global one. */

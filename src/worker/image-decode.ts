@@ -1,6 +1,6 @@
 /** Turns what the API accepts as an image into pixels, in the worker (no DOM; OffscreenCanvas + createImageBitmap). */
 import { WebVLMError } from '../errors.ts';
-import type { PixelImage } from '../engine/resample.ts';
+import type { PixelImage } from '../input/resample.ts';
 import { abortError, fetchWithDeadline, readBody, timeoutDetails } from '../engine/http-util.ts';
 
 /** What crosses into the worker: already-decoded pixels, a bitmap, a blob, or a URL to fetch. */

@@ -4,7 +4,7 @@
  */
 import * as Comlink from 'comlink';
 import { WebVLMError, fromErrorPayload, toErrorPayload, type ErrorPayload } from '../errors.ts';
-import type { ChatDelta, ChatMessage, EngineInfo, GenerationOptions, ImagePlanReport, LoadProgress, VisionOptions } from '../api/types.ts';
+import type { ChatDelta, ChatMessage, EngineInfo, GenerationOptions, ImagePlanReport, LoadProgress, VisionOptions } from '../types.ts';
 import type { WorkerImage } from './image-decode.ts';
 
 export interface WorkerChatRequest extends GenerationOptions, VisionOptions {

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { dawnGpu } from '../harness/dawn.ts';
 import { GpuContext } from '../../src/gpu/context.ts';
 import { Engine, type EngineChatRequest } from '../../src/engine/engine.ts';
-import type { ChatDelta, Usage } from '../../src/api/types.ts';
+import type { ChatDelta, Usage } from '../../src/types.ts';
 import { writeCheckpoint } from '../../models/make-checkpoint.ts';
 import { startHubServer, type HubServer } from '../helpers/hub-server.ts';
 

@@ -94,7 +94,7 @@ describe('Idefics3 end to end vs the f64 reference (Node, Dawn)', () => {
     const T = m.model.tokensPerFrame, Tc = m.model.compressedTokensPerFrame(2);
     assert.equal(Tc * 4, T, 'a square grid of tokens compresses 2×2 → 1');
     // The engine's compressed processor: image_seq_len = Tc.
-    const { Idefics3Processor } = await import('../../src/engine/idefics3-processor.ts');
+    const { Idefics3Processor } = await import('../../src/models/idefics3/processor.ts');
     const proc2 = new Idefics3Processor(m.tokenizer, { ...m.processor.config, imageSeqLen: Tc });
     const messages = [{ role: 'user', content: [{ type: 'image' as const }, { type: 'text' as const, text: 'What is it?' }] }];
     const proc = proc2.processChat(messages, [testImage(150, 100)], { detail: 'auto' });

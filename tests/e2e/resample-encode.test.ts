@@ -12,7 +12,7 @@ import { dawnGpu } from '../harness/dawn.ts';
 import { GpuContext } from '../../src/gpu/context.ts';
 import { readF32 } from '../../src/gpu/io.ts';
 import { loadModel, type LoadedModel } from '../../src/engine/load.ts';
-import type { Channels, PixelImage } from '../../src/engine/resample.ts';
+import type { Channels, PixelImage } from '../../src/input/resample.ts';
 import { writeCheckpoint } from '../../models/make-checkpoint.ts';
 import { DirSource } from '../helpers/dir-source.ts';
 

@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import { dawnContext } from '../harness/dawn.ts';
 import type { GpuContext } from '../../src/gpu/context.ts';
 import { loadModel, type LoadedModel } from '../../src/engine/load.ts';
-import { Idefics3Processor } from '../../src/engine/idefics3-processor.ts';
+import { Idefics3Processor } from '../../src/models/idefics3/processor.ts';
 import { startHubServer, type HubServer } from '../helpers/hub-server.ts';
 import { decodePng } from '../helpers/png.ts';
 import { compare } from '../harness/check.ts';

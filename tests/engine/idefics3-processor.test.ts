@@ -16,9 +16,9 @@ import { fileURLToPath } from 'node:url';
 import {
   Idefics3Processor, detailToPlanOptions, expandImageTokens, imagePixels, imagePromptString, parseProcessorConfig, planImage, resizeOutputSize,
   visionEncoderSize, type Idefics3ProcessorConfig, type Tiler,
-} from '../../src/engine/idefics3-processor.ts';
-import { resizePil, type Channels, type PixelImage } from '../../src/engine/resample.ts';
-import { Tokenizer } from '../../src/engine/tokenizer.ts';
+} from '../../src/models/idefics3/processor.ts';
+import { resizePil, type Channels, type PixelImage } from '../../src/input/resample.ts';
+import { Tokenizer } from '../../src/input/tokenizer.ts';
 import { isWebVLMError } from '../../src/errors.ts';
 
 const MODELS = fileURLToPath(new URL('../../../shared/models/', import.meta.url));

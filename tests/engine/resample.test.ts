@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import {
   cropImage, framesToTensor, lanczos3, lanczosTaps, normalizationTable, premultiplyAlpha, resizeLanczosRaw, resizeNearest, resizePil,
   TAP_PRECISION_BITS, toRgb, unpremultiplyAlpha, validateImage, type Channels, type PixelImage,
-} from '../../src/engine/resample.ts';
+} from '../../src/input/resample.ts';
 import { isWebVLMError } from '../../src/errors.ts';
 
 /** Gradient + hash noise; channel 3 is an alpha ramp through 0…255 (mirrored in the Python generator). */

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { Tokenizer, toTemplateMessages, type ChatMessage } from '../../src/engine/tokenizer.ts';
+import { Tokenizer, toTemplateMessages, type ChatMessage } from '../../src/input/tokenizer.ts';
 import { isWebVLMError } from '../../src/errors.ts';
 
 const MODELS = fileURLToPath(new URL('../../../shared/models/', import.meta.url));

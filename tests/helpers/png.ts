@@ -4,7 +4,7 @@
  * a dependency for 8-bit PNGs is not worth it. Anything else is refused with an Error naming what is unsupported.
  */
 import { inflateSync } from 'node:zlib';
-import type { PixelImage } from '../../src/engine/resample.ts';
+import type { PixelImage } from '../../src/input/resample.ts';
 
 const SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
 const CHANNELS: Record<number, number> = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 };

@@ -6,8 +6,8 @@
 import { preprocessImage, resizeImage, packRgba, uploadImage, type ImageFormat, type PreprocessArgs } from '../../src/kernels/resample.ts';
 import { readBytes, readF32, upload } from '../../src/gpu/io.ts';
 import type { GpuContext } from '../../src/gpu/context.ts';
-import { resizePil, normalizationTable, type Channels, type PixelImage } from '../../src/engine/resample.ts';
-import { imagePixels, parseProcessorConfig, planImage, type Idefics3ProcessorConfig, type Tiler } from '../../src/engine/idefics3-processor.ts';
+import { resizePil, normalizationTable, type Channels, type PixelImage } from '../../src/input/resample.ts';
+import { imagePixels, parseProcessorConfig, planImage, type Idefics3ProcessorConfig, type Tiler } from '../../src/models/idefics3/processor.ts';
 import { assertClose, expectReject, rng } from '../harness/check.ts';
 import { defineCases, type CaseContext } from '../harness/cases.ts';
 

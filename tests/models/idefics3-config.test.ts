@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { parseIdefics3Config, MAX_LAYERS } from '../../src/models/idefics3-config.ts';
+import { parseIdefics3Config, MAX_LAYERS } from '../../src/models/idefics3/config.ts';
 
 const real = JSON.parse(readFileSync(new URL('../../../shared/models/SmolVLM-256M-Instruct/config.json', import.meta.url), 'utf8'));
 

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { assertClose, compare, fmtStats, randomF32 } from '../harness/check.ts';
-import { parseIdefics3Config } from '../../src/models/idefics3-config.ts';
+import { parseIdefics3Config } from '../../src/models/idefics3/config.ts';
 import {
   Idefics3Reference, KVCache, applyRope, argmax, attention, expectedWeightShapes, kvHeadFor, pixelShuffle, ropeInvFreq, rotateHalf,
   type PixelTensor, type WeightMap,

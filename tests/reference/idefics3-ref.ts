@@ -25,8 +25,8 @@
  * HF's bf16 logits element-wise (bf16 differs by ~1e-2 relative): use argmax/top-k agreement there.
  */
 import { WebVLMError } from '../../src/errors.ts';
-import type { Idefics3Config } from '../../src/models/idefics3-config.ts';
-import { parseIdefics3Config } from '../../src/models/idefics3-config.ts';
+import type { Idefics3Config } from '../../src/models/idefics3/config.ts';
+import { parseIdefics3Config } from '../../src/models/idefics3/config.ts';
 
 export interface WeightTensor { shape: number[]; data: Float32Array }
 export type WeightMap = Map<string, WeightTensor>;

@@ -12,7 +12,7 @@ import { dawnGpu } from '../harness/dawn.ts';
 import { startHubServer, type HubServer } from '../helpers/hub-server.ts';
 import { decodePng } from '../helpers/png.ts';
 import { createEngine, type WebVLMEngine } from '../../src/api/engine.ts';
-import type { ChatDelta, ChatRequest, EngineOptions } from '../../src/api/types.ts';
+import type { ChatDelta, ChatRequest, EngineOptions } from '../../src/types.ts';
 import { WebVLMError } from '../../src/errors.ts';
 import { TEST_MODEL_DIR, ensureTestModel, modelVariant } from './helpers.ts';
 import { GpuContext } from '../../src/gpu/context.ts';

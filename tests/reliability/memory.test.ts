@@ -9,8 +9,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { WebVLMError } from '../../src/errors.ts';
 import { checkMemory, estimateMemory, readWeightHeaders, type MemoryEstimate } from '../../src/engine/memory.ts';
-import { parseIdefics3Config } from '../../src/models/idefics3-config.ts';
-import { idefics3TensorSpecs } from '../../src/engine/idefics3-layout.ts';
+import { parseIdefics3Config } from '../../src/models/idefics3/config.ts';
+import { idefics3TensorSpecs } from '../../src/models/idefics3/layout.ts';
 import { ensureTestModel, TEST_MODEL_DIR } from './helpers.ts';
 
 const REAL_256M = new URL('../../../shared/models/SmolVLM-256M-Instruct/config.json', import.meta.url);

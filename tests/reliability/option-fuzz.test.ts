@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { dawnGpu } from '../harness/dawn.ts';
 import { startHubServer, type HubServer } from '../helpers/hub-server.ts';
 import { createEngine, type WebVLMEngine } from '../../src/api/engine.ts';
-import type { ChatDelta, ChatRequest, EngineOptions } from '../../src/api/types.ts';
+import type { ChatDelta, ChatRequest, EngineOptions } from '../../src/types.ts';
 import { WebVLMError } from '../../src/errors.ts';
 import { TEST_MODEL_DIR, ensureTestModel } from './helpers.ts';
 

@@ -6,7 +6,7 @@
 import { createEngine, TEST_HOOKS, type TestHooks, type WebVLMEngine } from '../../src/api/engine.ts';
 import { modelCache } from '../../src/engine/cache.ts';
 import { decodeImage } from '../../src/worker/image-decode.ts';
-import type { ChatMessage, ChatRequest, EngineOptions, LoadProgress } from '../../src/api/types.ts';
+import type { ChatMessage, ChatRequest, EngineOptions, LoadProgress } from '../../src/types.ts';
 
 export type ImageSpec =
   | { kind: 'solid'; w: number; h: number; rgb?: [number, number, number]; as?: 'imagedata' | 'png' | 'canvas' | 'bitmap' }

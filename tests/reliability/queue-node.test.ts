@@ -11,7 +11,7 @@ import { startHubServer, type HubServer } from '../helpers/hub-server.ts';
 import { createEngine } from '../../src/api/engine.ts';
 import { Engine } from '../../src/engine/engine.ts';
 import { GpuContext } from '../../src/gpu/context.ts';
-import type { ChatDelta } from '../../src/api/types.ts';
+import type { ChatDelta } from '../../src/types.ts';
 import { WebVLMError } from '../../src/errors.ts';
 import { TEST_MODEL_DIR, ensureTestModel } from './helpers.ts';
 

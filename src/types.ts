@@ -1,5 +1,5 @@
 /** Public types of the webvlm API (main thread). */
-import type { WebVLMErrorCode } from '../errors.ts';
+import type { WebVLMErrorCode } from './errors.ts';
 
 /** Anything webvlm accepts as an image. Main-thread-only kinds are converted before they reach the worker. */
 export type ImageInput = string | URL | Blob | ImageBitmap | ImageData | HTMLImageElement | HTMLCanvasElement | OffscreenCanvas;

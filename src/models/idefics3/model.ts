@@ -3,22 +3,22 @@
  * features scattered into the `<image>` token positions of the prompt (transformers `inputs_merger`:
  * the i-th run of image tokens takes the features in order) during the prefill only.
  */
-import { WebVLMError } from '../errors.ts';
-import type { GpuContext } from '../gpu/context.ts';
-import type { Arena } from '../gpu/buffers.ts';
-import { readF32, readU32, upload } from '../gpu/io.ts';
-import type { Recorder } from '../gpu/recorder.ts';
-import { argmax, buildSeenMask, checkSelectedToken } from '../kernels/sampling.ts';
-import { pixelShuffle } from '../kernels/pixel_shuffle.ts';
-import { compress as compressTokens } from '../kernels/compress.ts';
-import { preprocessImage, uploadImage } from '../kernels/resample.ts';
-import type { PixelImage } from '../engine/resample.ts';
-import type { Idefics3ProcessorConfig, ImagePlan } from '../engine/idefics3-processor.ts';
-import { linear, linearBytes, Workspace } from './layers.ts';
-import { siglipForward } from './siglip.ts';
-import { embedTokens, KvCache, llamaForward } from './llama.ts';
-import type { Idefics3Config } from './idefics3-config.ts';
-import { Idefics3WeightLoader, type Idefics3Weights, type WeightFormat } from './idefics3-weights.ts';
+import { WebVLMError } from '../../errors.ts';
+import type { GpuContext } from '../../gpu/context.ts';
+import type { Arena } from '../../gpu/buffers.ts';
+import { readF32, readU32, upload } from '../../gpu/io.ts';
+import type { Recorder } from '../../gpu/recorder.ts';
+import { argmax, buildSeenMask, checkSelectedToken } from '../../kernels/sampling.ts';
+import { pixelShuffle } from '../../kernels/pixel_shuffle.ts';
+import { compress as compressTokens } from '../../kernels/compress.ts';
+import { preprocessImage, uploadImage } from '../../kernels/resample.ts';
+import type { PixelImage } from '../../input/resample.ts';
+import type { Idefics3ProcessorConfig, ImagePlan } from './processor.ts';
+import { linear, linearBytes, Workspace } from '../layers.ts';
+import { siglipForward } from '../siglip.ts';
+import { embedTokens, KvCache, llamaForward } from '../llama.ts';
+import type { Idefics3Config } from './config.ts';
+import { Idefics3WeightLoader, type Idefics3Weights, type WeightFormat } from './weights.ts';
 
 export interface TensorSource {
   name: string;

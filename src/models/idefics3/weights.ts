@@ -7,15 +7,15 @@
  * bf16 values convert to f16 without loss unless below 6e-8 or above 65504; half of f32's bytes, and only
  * gathered rows are read), f32 in f32 mode. A tied lm_head is quantized from the same tensor.
  */
-import { WebVLMError } from '../errors.ts';
-import type { GpuContext } from '../gpu/context.ts';
-import type { Arena } from '../gpu/buffers.ts';
-import { int4Layout, quantizeInt4 } from '../kernels/int4.ts';
-import { f32ToF16 } from '../kernels/dtype.ts';
-import type { Linear } from './layers.ts';
-import type { Idefics3Config } from './idefics3-config.ts';
-import type { SiglipLayer, SiglipWeights, LayerNormWeights } from './siglip.ts';
-import type { LlamaLayer, LlamaWeights } from './llama.ts';
+import { WebVLMError } from '../../errors.ts';
+import type { GpuContext } from '../../gpu/context.ts';
+import type { Arena } from '../../gpu/buffers.ts';
+import { int4Layout, quantizeInt4 } from '../../kernels/int4.ts';
+import { f32ToF16 } from '../../kernels/dtype.ts';
+import type { Linear } from '../layers.ts';
+import type { Idefics3Config } from './config.ts';
+import type { SiglipLayer, SiglipWeights, LayerNormWeights } from '../siglip.ts';
+import type { LlamaLayer, LlamaWeights } from '../llama.ts';
 
 export interface Idefics3Weights {
   vision: SiglipWeights;

@@ -9,7 +9,7 @@
  * an image token outside the vocabulary). `vision_config` and `text_config` must be present: transformers would
  * fall back to Idefics3-8B / Llama-7B sizes, which is never what a small-VLM checkpoint means.
  */
-import { WebVLMError } from '../errors.ts';
+import { WebVLMError } from '../../errors.ts';
 
 export interface Idefics3VisionConfig {
   hiddenSize: number;

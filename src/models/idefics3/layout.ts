@@ -6,9 +6,18 @@
  * before its weights reach the GPU, and by `models/make-checkpoint.ts` to write random checkpoints.
  * For SmolVLM-256M this is 471 tensors, 512,969,856 bytes of bf16.
  */
-import { WebVLMError } from '../errors.ts';
-import type { Idefics3Config } from '../models/idefics3-config.ts';
-import type { SafetensorsHeader, TensorInfo } from './safetensors.ts';
+import { WebVLMError } from '../../errors.ts';
+import type { Idefics3Config } from './config.ts';
+
+/** What the checks read of a safetensors header (structurally the engine's `SafetensorsHeader`). */
+interface HeaderTensor {
+  name: string;
+  shape: number[];
+}
+interface SafetensorsHeader {
+  tensors: readonly HeaderTensor[];
+}
+type TensorInfo = HeaderTensor;
 
 /** What a tensor is, so generators can initialise it sensibly. */
 export type TensorRole = 'linear' | 'bias' | 'norm' | 'norm_bias' | 'embedding' | 'conv';

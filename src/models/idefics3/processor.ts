@@ -17,29 +17,24 @@
  * edge at k·tile for the largest k whose rows×cols + 1 frames fit (k = 1: one direct frame).
  * `detail`: 'low' → 'global', 'auto' → 'native', 'high' → 'model'.
  */
-import { WebVLMError } from '../errors.ts';
-import type { ChatMessage, Tokenizer } from './tokenizer.ts';
-import { imageParts, partDetail } from './tokenizer.ts';
-import { normalizationTable, resizePil, validateImage, writeNormalizedFrame, type PixelImage } from './resample.ts';
+import { WebVLMError } from '../../errors.ts';
+import type { ChatMessage, Tokenizer } from '../../input/tokenizer.ts';
+import { imageParts, partDetail } from '../../input/tokenizer.ts';
+import { normalizationTable, resizePil, validateImage, writeNormalizedFrame, type PixelImage } from '../../input/resample.ts';
+import { detailToPlanOptions, type ImageDetail, type ImagePlan, type PixelPipeline, type PlanOptions, type Size, type Tiler } from '../../input/image-plan.ts';
+
+export { detailToPlanOptions, type ImageDetail, type ImagePlan, type PlanOptions, type Size, type Tiler };
 
 /** transformers' MAX_IMAGE_SIZE: the resized image's sides are capped here after the longest-edge step. */
 export const MAX_IMAGE_SIZE = 4096;
 
-export interface Idefics3ProcessorConfig {
+export interface Idefics3ProcessorConfig extends PixelPipeline {
   /** size.longest_edge (SmolVLM: 2048). */
   longestEdge: number;
-  /** max_image_size.longest_edge: the tile side the vision encoder takes (SmolVLM: 512). */
-  tileSize: number;
   /** `<image>` tokens per frame (processor_config image_seq_len; SmolVLM: 64). */
   imageSeqLen: number;
   doResize: boolean;
   doImageSplitting: boolean;
-  doConvertRgb: boolean;
-  doRescale: boolean;
-  rescaleFactor: number;
-  doNormalize: boolean;
-  imageMean: [number, number, number];
-  imageStd: [number, number, number];
 }
 
 type Json = Record<string, unknown>;
@@ -85,11 +80,6 @@ export function parseProcessorConfig(preprocessorConfig: unknown, processorConfi
 
 // ---- Geometry ----------------------------------------------------------------------------------
 
-export interface Size {
-  width: number;
-  height: number;
-}
-
 /** transformers `_resize_output_size_rescale_to_max_len` then `_resize_output_size_scale_below_upper_bound(4096)`. */
 export function resizeOutputSize(width: number, height: number, longestEdge: number): Size {
   let w = width;
@@ -131,41 +121,6 @@ export function visionEncoderSize(width: number, height: number, tile: number): 
   }
   // int(w / aspect) can be 0 for extreme aspects; ceil(0) = 0 would make an empty side.
   return { width: Math.max(w, tile), height: Math.max(h, tile) };
-}
-
-export type Tiler = 'model' | 'native' | 'global';
-export type ImageDetail = 'low' | 'auto' | 'high';
-
-export interface PlanOptions {
-  tiler?: Tiler;
-  /** Cap on visual tokens (`<image>` tokens) for this image. */
-  maxImageTokens?: number;
-}
-
-export function detailToPlanOptions(detail: ImageDetail | string | undefined, maxImageTokens?: number): PlanOptions {
-  const tiler: Tiler = detail === 'low' ? 'global' : detail === 'auto' ? 'native' : detail === 'high' || detail === undefined ? 'model' : (() => {
-    throw new WebVLMError('InvalidArgument', `detail must be 'low', 'auto' or 'high', got ${JSON.stringify(detail)}.`);
-  })();
-  return { tiler, maxImageTokens };
-}
-
-export interface ImagePlan {
-  mode: Tiler;
-  original: Size;
-  /** PIL Lanczos resizes applied in order before tiling (a same-size step is a copy). */
-  resizes: Size[];
-  /** The image the tiles are cut from (tile-multiple sides), or the single frame (tile×tile). */
-  resized: Size;
-  /** The tile grid; 0 × 0 means a single frame (the model's convention and prompt form). */
-  rows: number;
-  cols: number;
-  frames: number;
-  visualTokens: number;
-  tileSize: number;
-  /** True when maxImageTokens shrank the grid. */
-  budgetLimited: boolean;
-  /** Grid tiles (or the single frame) in source-image pixel coordinates: [x, y, w, h]. */
-  tiles: Array<[number, number, number, number]>;
 }
 
 function finishPlan(mode: Tiler, w: number, h: number, resizes: Size[], cfg: Idefics3ProcessorConfig, budgetLimited: boolean): ImagePlan {
