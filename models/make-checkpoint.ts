@@ -20,7 +20,8 @@ import { open, mkdir, writeFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseIdefics3Config } from '../src/models/idefics3/config.ts';
-import { idefics3TensorSpecs, type TensorRole, type TensorSpec } from '../src/models/idefics3/layout.ts';
+import { idefics3TensorSpecs } from '../src/models/idefics3/plan.ts';
+import type { TensorRole, TensorSpec } from '../src/models/plan.ts';
 
 export type CheckpointSize = 'test' | '256m';
 

@@ -92,6 +92,17 @@ export interface LoadProgress {
   total: number;
 }
 
+/**
+ * A WebGPU `GPU` object (`navigator.gpu`, or Dawn's `create([])` in Node), typed structurally so that the public
+ * declarations do not need the WebGPU type globals.
+ */
+export interface GpuLike {
+  requestAdapter(options?: Record<string, unknown>): Promise<unknown>;
+}
+
+/** How a part's linear weights are stored on the GPU. */
+export type WeightFormat = 'int4' | 'f32';
+
 export interface EngineOptions {
   /**
    * Hub base URL; default https://huggingface.co. Files are read from `{baseUrl}/{model}/resolve/{revision}/{file}`
@@ -104,8 +115,12 @@ export interface EngineOptions {
    */
   layout?: 'hub' | 'folder';
   revision?: string;
-  /** Linear weights on the GPU: 'int4' (default: quantized on load) or 'f32' (reference quality, 8× the memory). */
-  weights?: 'int4' | 'f32';
+  /**
+   * Linear weights on the GPU: 'int4' (default: quantized on load) or 'f32' (reference quality, 8× the memory), for
+   * the whole model or per part: `{ vision: 'f32', text: 'int4' }` keeps the vision tower and connector exact and
+   * quantizes the decoder (a part left out is 'int4').
+   */
+  weights?: WeightFormat | { vision?: WeightFormat; text?: WeightFormat };
   onProgress?: (p: LoadProgress) => void;
   /**
    * Run the model in the calling thread instead of a Web Worker (Node, tests, or a page that runs webvlm inside its
@@ -116,7 +131,7 @@ export interface EngineOptions {
    * With `inline`: the `GPU` object to use instead of `navigator.gpu` (in Node, `create([])` from the `webgpu` package).
    * Images in Node: pass `{ width, height, data }` RGBA objects (ImageData-like), or a URL.
    */
-  gpu?: GPU;
+  gpu?: GpuLike;
   /**
    * Keep downloaded files in browser storage (default true): the next load of the same model, revision and base URL
    * reads nothing from the network and works offline. Manage it with `modelCache` (list / delete / clear).
@@ -151,7 +166,8 @@ export interface MemoryReport {
 export interface EngineInfo {
   model: string;
   adapter: string;
-  weights: 'int4' | 'f32';
+  /** The formats loaded: 'int4', 'f32', or e.g. 'vision f32 / text int4'. */
+  weights: string;
   gpuBytes: number;
   loadMs: number;
   contextLength: number;

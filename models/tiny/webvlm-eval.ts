@@ -11,7 +11,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Engine } from '../../src/engine/engine.ts';
 import type { ImageDetail } from '../../src/types.ts';
-import type { WeightFormat } from '../../src/models/idefics3/weights.ts';
+import type { WeightFormat } from '../../src/models/plan.ts';
 import { decodePng } from '../../tests/helpers/png.ts';
 import type { PixelImage } from '../../src/input/resample.ts';
 

@@ -110,7 +110,7 @@ export async function createEngine(model: string, opts: EngineOptions = {}): Pro
     throw new WebVLMError('WebGPUUnavailable', 'This environment has no Web Workers; pass inline: true (and gpu: the navigator.gpu to use, e.g. from the webgpu package in Node).');
   }
   const worker = opts.inline ? null : opts.worker ?? new Worker(new URL('../worker/worker.ts', import.meta.url), { type: 'module', name: 'webvlm' });
-  const conn: Connection = worker ? await workerConnection(worker, () => disposed) : await inlineConnection(opts.gpu);
+  const conn: Connection = worker ? await workerConnection(worker, () => disposed) : await inlineConnection(opts.gpu as GPU | undefined);
   const { calls } = conn;
   const guard = <T>(p: Promise<T>): Promise<T> => Promise.race([p, conn.dead]);
 

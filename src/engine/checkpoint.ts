@@ -9,7 +9,7 @@
 import { WebVLMError } from '../errors.ts';
 import { readAll, readJson, readText, type FileHandle, type FileSource, type ProgressCallback } from './file-source.ts';
 import { readHeaderByRange, readSafetensors, type SafetensorsDtype, type SafetensorsHeader, type SafetensorsTensor } from './safetensors.ts';
-import type { TensorChecker } from '../models/idefics3/layout.ts';
+import type { PlanChecker as TensorChecker } from '../models/plan.ts';
 
 type Json = Record<string, unknown>;
 

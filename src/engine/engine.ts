@@ -9,7 +9,8 @@ import type { GpuContext } from '../gpu/context.ts';
 import type { ChatDelta, FinishReason, ImagePlanReport, ImageReport, Usage } from '../types.ts';
 import type { ChatMessage } from '../input/tokenizer.ts';
 import type { PixelImage } from '../input/resample.ts';
-import { detailToPlanOptions, Idefics3Processor, type ImageDetail } from '../models/idefics3/processor.ts';
+import { detailToPlanOptions, type ImageDetail } from '../input/image-plan.ts';
+import type { ChatProcessor } from '../models/family.ts';
 import type { KvCache } from '../models/llama.ts';
 import { loadModel, type LoadedModel, type LoadOptions } from './load.ts';
 import { Rng } from './rng.ts';
@@ -78,7 +79,7 @@ export class Engine {
   private queue: Promise<void> = Promise.resolve();
   /** The running request's controller (dispose aborts it). */
   private running: AbortController | null = null;
-  private readonly compressedProcessors = new Map<number, Idefics3Processor>();
+  private readonly compressedProcessors = new Map<number, ChatProcessor>();
   /** Preprocess images on the GPU (default: not on software adapters; see `run`). */
   gpuPreprocess: boolean;
   private disposed = false;
@@ -107,13 +108,15 @@ export class Engine {
     return this.loaded.model.weightBytes + this.cache.bytes;
   }
 
-  /** End-of-generation token ids: the model's eos ids plus `<end_of_utterance>`. */
+  /** End-of-generation token ids: the model's eos ids, generation_config's, the tokenizer's, and the family's end-of-turn tokens. */
   get stopIds(): Set<number> {
     const ids = new Set<number>(this.loaded.config.text.eosTokenIds);
     const gen = this.loaded.generationConfig?.eos_token_id;
     for (const x of Array.isArray(gen) ? gen : gen !== undefined ? [gen] : []) if (typeof x === 'number') ids.add(x);
-    const eou = this.loaded.tokenizer.tokenToId('<end_of_utterance>');
-    if (eou !== undefined) ids.add(eou);
+    for (const t of this.loaded.family.stopTokens(this.loaded.config)) {
+      const id = this.loaded.tokenizer.tokenToId(t);
+      if (id !== undefined) ids.add(id);
+    }
     const eos = this.loaded.tokenizer.specialIds?.eos;
     if (eos !== undefined) ids.add(eos);
     return ids;
@@ -213,8 +216,7 @@ export class Engine {
     this.cachedImages = keys.slice(0, imagesBefore);
 
     // Encode the images the prefill needs.
-    const M = processor.config.tileSize;
-    const frameSize = 3 * M * M;
+    const frameSize = processor.frameValues;
     let frame0 = 0;
     const features: GPUBuffer[] = [];
     let seen: GPUBuffer | undefined;
@@ -227,7 +229,7 @@ export class Engine {
           if (aborted()) throw new WebVLMError('Aborted', 'The request was aborted during image encoding.');
           features.push(
             gpuPixels
-              ? await model.encodeImageRgba(images[i], proc.images[i], processor.config, factor)
+              ? await model.encodeImageRgba(images[i], proc.images[i], processor.pixels, factor)
               : await model.encodeImage(proc.pixelValues.subarray(frame0 * frameSize, (frame0 + frames) * frameSize), frames, factor),
           );
         }
@@ -323,12 +325,11 @@ export class Engine {
    * tokens per frame, so the prompt's `<image>` count always equals the features' rows (and
    * `maxImageTokens` budgets count the tokens the model really sees).
    */
-  private processorFor(factor: number): Idefics3Processor {
+  private processorFor(factor: number): ChatProcessor {
     if (factor === 1) return this.loaded.processor;
     let p = this.compressedProcessors.get(factor);
     if (!p) {
-      const seq = this.loaded.model.compressedTokensPerFrame(factor);
-      p = new Idefics3Processor(this.loaded.tokenizer, { ...this.loaded.processor.config, imageSeqLen: seq });
+      p = this.loaded.processor.withTokensPerFrame(this.loaded.model.compressedTokensPerFrame(factor));
       this.compressedProcessors.set(factor, p);
     }
     return p;

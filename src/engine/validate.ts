@@ -44,7 +44,15 @@ export function validateLoadOptions(o: LoadOptionValues): void {
   if (o === null || typeof o !== 'object') invalid('options', o, 'an object');
   if (o.baseUrl !== undefined && (typeof o.baseUrl !== 'string' || !o.baseUrl)) invalid('baseUrl', o.baseUrl, 'a non-empty URL string');
   if (o.revision !== undefined && (typeof o.revision !== 'string' || !o.revision)) invalid('revision', o.revision, 'a non-empty branch, tag or commit');
-  if (o.weights !== undefined && !(WEIGHT_FORMATS as readonly unknown[]).includes(o.weights)) invalid('weights', o.weights, `one of ${WEIGHT_FORMATS.map((w) => `'${w}'`).join(', ')}`);
+  if (o.weights !== undefined && !(WEIGHT_FORMATS as readonly unknown[]).includes(o.weights)) {
+    const w = o.weights as Record<string, unknown>;
+    const formats = `${WEIGHT_FORMATS.map((f) => `'${f}'`).join(' or ')}`;
+    if (w === null || typeof w !== 'object' || Array.isArray(w)) invalid('weights', o.weights, `${formats}, or per part { vision?, text? }`);
+    for (const [k, v] of Object.entries(w)) {
+      if (k !== 'vision' && k !== 'text') invalid(`weights.${k}`, v, "a part: 'vision' or 'text'");
+      if (!(WEIGHT_FORMATS as readonly unknown[]).includes(v)) invalid(`weights.${k}`, v, formats);
+    }
+  }
   if (o.contextLength !== undefined && !isPositiveInt(o.contextLength)) invalid('contextLength', o.contextLength, 'a positive integer (tokens)');
   if (o.memoryBudget !== undefined && !(typeof o.memoryBudget === 'number' && o.memoryBudget > 0 && Number.isFinite(o.memoryBudget))) {
     invalid('memoryBudget', o.memoryBudget, 'a positive number of bytes');

@@ -16,6 +16,7 @@ import { HubSource } from '../engine/hub.ts';
 import type { FileSource } from '../engine/file-source.ts';
 import { CachedSource } from '../engine/cache.ts';
 import { checkMemory, estimateCheckpointMemory } from '../engine/memory.ts';
+import { formatsLabel, weightFormats } from '../models/plan.ts';
 import type { ChatDelta, EngineInfo, ImagePlanReport, LoadProgress, VisionOptions } from '../types.ts';
 import { decodeImage } from './image-decode.ts';
 import type { WorkerApi, WorkerChatRequest, WorkerLoadOptions } from './protocol.ts';
@@ -58,7 +59,7 @@ export function createHost(hostOpts: HostOptions = {}): WorkerApi {
     checkMemory(model, memory, { maxBufferSize: l.maxBufferSize, maxStorageBufferBindingSize: l.maxStorageBufferBindingSize, budget: opts.memoryBudget });
     engine = await Engine.create(gpu, model, { source: src, signal, weights, contextLength: opts.contextLength, onProgress: (p) => void onProgress(p) });
     return {
-      model, adapter: describeCaps(gpu.caps), weights, gpuBytes: engine.gpuBytes, loadMs: engine.loadMs, contextLength: engine.contextLength,
+      model, adapter: describeCaps(gpu.caps), weights: formatsLabel(weightFormats(weights)), gpuBytes: engine.gpuBytes, loadMs: engine.loadMs, contextLength: engine.contextLength,
       memory: { weights: memory.weights, kvCache: memory.kvCache, activations: memory.activations, total: memory.total },
     };
   }

@@ -17,7 +17,7 @@ export interface WorkerLoadOptions {
   baseUrl?: string;
   revision?: string;
   headers?: Record<string, string>;
-  weights?: 'int4' | 'f32';
+  weights?: 'int4' | 'f32' | { vision?: 'int4' | 'f32'; text?: 'int4' | 'f32' };
   contextLength?: number;
   /** Cache downloaded files in browser storage (default true). */
   cache?: boolean;

@@ -5,6 +5,7 @@
  * f32 weights and for int4 (against the reference run on the dequantized weights, so the kernel error is
  * measured apart from the quantization error, which is reported separately).
  */
+import { Idefics3Processor } from '../../src/models/idefics3/processor.ts';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -95,7 +96,7 @@ describe('Idefics3 end to end vs the f64 reference (Node, Dawn)', () => {
     assert.equal(Tc * 4, T, 'a square grid of tokens compresses 2×2 → 1');
     // The engine's compressed processor: image_seq_len = Tc.
     const { Idefics3Processor } = await import('../../src/models/idefics3/processor.ts');
-    const proc2 = new Idefics3Processor(m.tokenizer, { ...m.processor.config, imageSeqLen: Tc });
+    const proc2 = new Idefics3Processor(m.tokenizer, { ...(m.processor as Idefics3Processor).config, imageSeqLen: Tc });
     const messages = [{ role: 'user', content: [{ type: 'image' as const }, { type: 'text' as const, text: 'What is it?' }] }];
     const proc = proc2.processChat(messages, [testImage(150, 100)], { detail: 'auto' });
     const frames = proc.pixelShape[0];

@@ -3,6 +3,7 @@
  * bit for bit, as `encodeImage` on the CPU processor's pixels: the preprocessing is bit-exact and the tower
  * is the same code path. Random-weight test checkpoint (64 px tiles), Node on Dawn/lavapipe.
  */
+import { Idefics3Processor } from '../../src/models/idefics3/processor.ts';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -55,7 +56,7 @@ for (const [w, h, c] of [[150, 100, 4], [37, 90, 3], [70, 50, 1]] as const) {
     assert.deepEqual(lite.inputIds, proc.inputIds);
     assert.deepEqual(lite.images[0], plan);
     const a = await m.model.encodeImage(proc.pixelValues, plan.frames);
-    const b = await m.model.encodeImageRgba(img, lite.images[0], m.processor.config);
+    const b = await m.model.encodeImageRgba(img, lite.images[0], (m.processor as Idefics3Processor).config);
     const fa = await readF32(gpu, a, a.size / 4), fb = await readF32(gpu, b, b.size / 4);
     assert.equal(fb.length, fa.length);
     let diff = 0;

@@ -55,7 +55,7 @@ describe('tiny trained model: webvlm on the GPU == torch fixture', () => {
       // The checkpoint's own rules ('high'); for do_image_splitting=False the processor config says so, as a
       // checkpoint's preprocessor_config.json would (HF then resizes to 256 px and squares to 64: two Lanczos passes,
       // unlike detail 'low', which resizes once, straight to the tile).
-      const processor = ex.do_image_splitting ? m.processor : new Idefics3Processor(m.tokenizer, { ...m.processor.config, doImageSplitting: false });
+      const processor = ex.do_image_splitting ? m.processor : new Idefics3Processor(m.tokenizer, { ...(m.processor as Idefics3Processor).config, doImageSplitting: false });
       const proc = processor.processChat(messages, [image], { detail: 'high' });
       assert.deepEqual(proc.inputIds, ex.input_ids, 'prompt ids (template + tokenizer + image tokens)');
       assert.deepEqual(proc.pixelShape, ex.pixel_values_shape, 'pixel tensor shape');

@@ -10,7 +10,7 @@ import { WebVLMError, isWebVLMError, type WebVLMErrorCode } from '../../src/erro
 import { HubSource } from '../../src/engine/hub.ts';
 import type { LoadProgressEvent } from '../../src/engine/file-source.ts';
 import { openCheckpoint, readCheckpointTensors, readShardHeaders, type CheckpointTensor } from '../../src/engine/checkpoint.ts';
-import { checkCheckpointHeaders, idefics3Checker, idefics3TensorSpecs } from '../../src/models/idefics3/layout.ts';
+import { checkCheckpointHeaders, idefics3Checker, idefics3TensorSpecs } from '../../src/models/idefics3/plan.ts';
 import { readHeaderLength, parseSafetensorsHeader, readSafetensors, tensorToF32 } from '../../src/engine/safetensors.ts';
 import { parseIdefics3Config } from '../../src/models/idefics3/config.ts';
 import { checkpointConfigs, planSafetensors, tensorSpecsFor, writeCheckpoint, REAL_MODEL_DIR } from '../../models/make-checkpoint.ts';

@@ -4,6 +4,7 @@
  * never a sentinel id decoded as a token. Node: the hub server for files; Dawn where a model must really load.
  * Checks that must run before the GPU is touched get a GpuContext that throws on any use.
  */
+import type { Idefics3Model } from '../../src/models/idefics3/model.ts';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
@@ -164,7 +165,7 @@ describe('non-finite values (Dawn)', () => {
       const good = await m.model.forwardArgmax(ids, caches[0]);
       assert.ok(good >= 0 && good < m.config.text.vocabSize, `a finite model gives a real token (${good})`);
       // Poison the final norm: every logit becomes NaN.
-      const norm = m.model.weights.text.norm;
+      const norm = (m.model as Idefics3Model).weights.text.norm;
       gpu.device.queue.writeBuffer(norm, 0, new Float32Array(m.config.text.hiddenSize).fill(NaN));
       const e = await expectCode(m.model.forwardArgmax(ids, caches[1]), 'NumericalError', /non-finite logit/);
       assert.doesNotMatch(e.message, /4294967295/);

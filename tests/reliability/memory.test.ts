@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { WebVLMError } from '../../src/errors.ts';
 import { checkMemory, estimateMemory, readWeightHeaders, type MemoryEstimate } from '../../src/engine/memory.ts';
 import { parseIdefics3Config } from '../../src/models/idefics3/config.ts';
-import { idefics3TensorSpecs } from '../../src/models/idefics3/layout.ts';
+import { checkCheckpointHeaders, idefics3TensorSpecs } from '../../src/models/idefics3/plan.ts';
 import { ensureTestModel, TEST_MODEL_DIR } from './helpers.ts';
 
 const REAL_256M = new URL('../../../shared/models/SmolVLM-256M-Instruct/config.json', import.meta.url);
@@ -19,9 +19,10 @@ async function testEstimate(weights: 'int4' | 'f32', contextLength = 256): Promi
   await ensureTestModel();
   const bytes = new Uint8Array(readFileSync(join(TEST_MODEL_DIR, 'model.safetensors')));
   const handle = { name: 'model.safetensors', size: bytes.length, sha256: null, stream: () => new ReadableStream<Uint8Array>(), range: async (s: number, e: number) => bytes.slice(s, e) };
-  const tensors = await readWeightHeaders([handle]);
+  // The estimate is the tensor plan's; the header must agree with it (the load checks the same).
   const config = parseIdefics3Config(JSON.parse(readFileSync(join(TEST_MODEL_DIR, 'config.json'), 'utf8')));
-  return estimateMemory({ config, tensors, weights, contextLength, framesPerImage: 17 });
+  checkCheckpointHeaders(config, [{ file: 'model.safetensors', header: { tensors: await readWeightHeaders([handle]) } }]);
+  return estimateMemory({ config, weights, contextLength, framesPerImage: 17 });
 }
 
 test('estimate: KV cache exact, int4 weights well under f32, f32 weights = 4 bytes per parameter', async () => {
@@ -63,8 +64,8 @@ test('SmolVLM-256M shapes: int4 weights about a quarter of f32 (f16 token table)
   const config = parseIdefics3Config(JSON.parse(readFileSync(REAL_256M, 'utf8')));
   const tensors = idefics3TensorSpecs(config);
   const params = tensors.reduce((s, t) => s + t.shape.reduce((a, b) => a * b, 1), 0);
-  const f32 = estimateMemory({ config, tensors, weights: 'f32', contextLength: 4096, framesPerImage: 17 });
-  const int4 = estimateMemory({ config, tensors, weights: 'int4', contextLength: 4096, framesPerImage: 17 });
+  const f32 = estimateMemory({ config, weights: 'f32', contextLength: 4096, framesPerImage: 17 });
+  const int4 = estimateMemory({ config, weights: 'int4', contextLength: 4096, framesPerImage: 17 });
   assert.equal(f32.weights, params * 4);
   // 30 layers × 2 (K, V) × 3 KV heads × 4096 × 64 × 4 bytes.
   assert.equal(int4.kvCache, 30 * 2 * 3 * 4096 * 64 * 4);

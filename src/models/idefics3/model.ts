@@ -13,19 +13,17 @@ import { pixelShuffle } from '../../kernels/pixel_shuffle.ts';
 import { compress as compressTokens } from '../../kernels/compress.ts';
 import { preprocessImage, uploadImage } from '../../kernels/resample.ts';
 import type { PixelImage } from '../../input/resample.ts';
-import type { Idefics3ProcessorConfig, ImagePlan } from './processor.ts';
+import type { ImagePlan, PixelPipeline } from '../../input/image-plan.ts';
 import { linear, linearBytes, Workspace } from '../layers.ts';
 import { siglipForward } from '../siglip.ts';
 import { embedTokens, KvCache, llamaForward } from '../llama.ts';
 import type { Idefics3Config } from './config.ts';
-import { Idefics3WeightLoader, type Idefics3Weights, type WeightFormat } from './weights.ts';
+import { idefics3Plan, idefics3Weights, type Idefics3Weights } from './plan.ts';
+import { PlanLoader } from '../plan-loader.ts';
+import type { WeightFormats } from '../plan.ts';
+import type { TensorSource, VisionLanguageModel } from '../family.ts';
 
-export interface TensorSource {
-  name: string;
-  shape: number[];
-  /** f32 values. */
-  values: Float32Array;
-}
+export type { TensorSource };
 
 /** Bytes the vision pass may put in one activation buffer (see `visionChunkFrames`). */
 export const VISION_CHUNK_BYTES = 64 << 20;
@@ -37,24 +35,24 @@ export function visionChunkFrames(cfg: Idefics3Config, maxBinding = Infinity): n
   return Math.max(1, Math.floor(Math.min(maxBinding, VISION_CHUNK_BYTES) / perFrame));
 }
 
-export class Idefics3Model {
+export class Idefics3Model implements VisionLanguageModel {
   private constructor(
     readonly gpu: GpuContext,
     readonly cfg: Idefics3Config,
     readonly weights: Idefics3Weights,
     private readonly arena: Arena,
-    readonly format: WeightFormat,
+    readonly formats: WeightFormats,
   ) {}
 
   /** Builds the model from streamed tensors (in any order). */
-  static async load(gpu: GpuContext, cfg: Idefics3Config, tensors: AsyncIterable<TensorSource>, format: WeightFormat): Promise<Idefics3Model> {
+  static async load(gpu: GpuContext, cfg: Idefics3Config, tensors: AsyncIterable<TensorSource>, formats: WeightFormats): Promise<Idefics3Model> {
     const arena = gpu.arena('weights');
     try {
-      const loader = new Idefics3WeightLoader(gpu, arena, cfg, format);
+      const loader = new PlanLoader(gpu, arena, idefics3Plan(cfg), formats);
       for await (const t of tensors) loader.put(t.name, t.shape, t.values);
-      const weights = loader.finish();
+      const weights = idefics3Weights(loader.finish(), cfg);
       await gpu.sync();
-      return new Idefics3Model(gpu, cfg, weights, arena, format);
+      return new Idefics3Model(gpu, cfg, weights, arena, formats);
     } catch (e) {
       arena.destroy();
       throw e;
@@ -120,7 +118,7 @@ export class Idefics3Model {
    * resize chain, tiling and normalisation run on the GPU (kernels/resample.ts, bit-exact with the CPU
    * `imagePixels`), straight into the buffer the vision tower reads. `plan` comes from the processor.
    */
-  async encodeImageRgba(image: PixelImage, plan: ImagePlan, processorConfig: Idefics3ProcessorConfig, compress = 1): Promise<GPUBuffer> {
+  async encodeImageRgba(image: PixelImage, plan: ImagePlan, processorConfig: PixelPipeline, compress = 1): Promise<GPUBuffer> {
     const size = this.cfg.vision.imageSize;
     this.checkCompression(compress);
     if (processorConfig.tileSize !== size) {

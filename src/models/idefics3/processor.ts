@@ -18,6 +18,7 @@
  * `detail`: 'low' → 'global', 'auto' → 'native', 'high' → 'model'.
  */
 import { WebVLMError } from '../../errors.ts';
+import type { ChatProcessor } from '../family.ts';
 import type { ChatMessage, Tokenizer } from '../../input/tokenizer.ts';
 import { imageParts, partDetail } from '../../input/tokenizer.ts';
 import { normalizationTable, resizePil, validateImage, writeNormalizedFrame, type PixelImage } from '../../input/resample.ts';
@@ -266,12 +267,24 @@ export interface ProcessorOutput {
   images: ImagePlan[];
 }
 
-export class Idefics3Processor {
+export class Idefics3Processor implements ChatProcessor {
   constructor(
     readonly tokenizer: Tokenizer,
     readonly config: Idefics3ProcessorConfig,
   ) {
     for (const t of [IMAGE, FAKE, GLOBAL]) tokenizer.requireId(t);
+  }
+
+  get pixels(): PixelPipeline {
+    return this.config;
+  }
+
+  get frameValues(): number {
+    return 3 * this.config.tileSize * this.config.tileSize;
+  }
+
+  withTokensPerFrame(n: number): Idefics3Processor {
+    return new Idefics3Processor(this.tokenizer, { ...this.config, imageSeqLen: n });
   }
 
   static fromFiles(tokenizer: Tokenizer, files: { preprocessorConfig: unknown; processorConfig?: unknown; modelConfig?: unknown }): Idefics3Processor {
