@@ -1,8 +1,10 @@
 /**
  * One config, two jobs:
  *  - `vite build` (npm run build): the library — ESM entry `dist/webvlm.js` plus the bundled worker
- *    `dist/webvlm.worker.js` (comlink, tokenizers, jinja and every shader inlined as text through `?raw`);
- *    `tsc -p tsconfig.build.json` then writes the declarations to `dist/types/`.
+ *    `dist/webvlm.worker.js` (comlink, tokenizers, jinja and every shader inlined as text through `?raw`). Both are
+ *    self-contained (no imports; the worker found next to `webvlm.js`), so the same two files serve bundlers and
+ *    plain static hosts (README: "Without a bundler"). `tsc -p tsconfig.build.json` then writes the declarations
+ *    to `dist/types/` and `scripts/prune-types.mjs` keeps the ones the public API reaches.
  *  - `vite` (npm run demo): the chat demo in `demo/`, with the embedded default model served from
  *    `models/` in Hugging Face hub layout at `/hub/{repo}/resolve/{revision}/{file}`.
  */
@@ -38,6 +40,22 @@ function relativeWorkerUrl(): Plugin {
   };
 }
 
+/** Fails the build if an emitted file still imports a module by name: a page without a bundler could not load it. */
+function selfContained(): Plugin {
+  const bare = /(?:^|[;\n}])\s*(?:import|export)\s[^;]*?\bfrom\s*["'`]([^"'`./][^"'`]*)["'`]|\bimport\s*\(\s*["'`]([^"'`./][^"'`]*)["'`]\s*\)/;
+  return {
+    name: 'webvlm-self-contained',
+    apply: 'build',
+    generateBundle(_options, bundle) {
+      for (const file of Object.values(bundle)) {
+        const code = file.type === 'chunk' ? file.code : file.fileName.endsWith('.js') ? String(file.source) : null;
+        const m = code ? bare.exec(code) : null;
+        if (m) this.error(`${file.fileName} imports "${m[1] ?? m[2]}": dependencies must be bundled in (rolldownOptions.external stays empty).`);
+      }
+    },
+  };
+}
+
 export default defineConfig(({ command }) => {
   if (command === 'build') {
     return {
@@ -47,13 +65,15 @@ export default defineConfig(({ command }) => {
         target: 'es2022',
         sourcemap: true,
         lib: { entry: resolve(root, 'src/index.ts'), formats: ['es'], fileName: () => 'webvlm.js' },
-        // Dependencies are bundled (external: none): the worker must be one self-contained file.
-        rolldownOptions: { external: [] },
+        // Dependencies are bundled (external: none): the worker must be one self-contained file. Chunks shared by the
+        // entry and the lazily loaded inline host get stable names (`webvlm-<name>.js`), so a static host copies
+        // `dist/*.js` without hashes to track.
+        rolldownOptions: { external: [], output: { chunkFileNames: 'webvlm-[name].js' } },
       },
       // A module worker, bundled with its own imports into one file with a stable name (exported as `webvlm/worker`
       // for apps that create the worker themselves and pass it as `createEngine(model, { worker })`).
       worker: { format: 'es', rolldownOptions: { output: { entryFileNames: 'webvlm.worker.js' } } },
-      plugins: [relativeWorkerUrl()],
+      plugins: [relativeWorkerUrl(), selfContained()],
     };
   }
   return {

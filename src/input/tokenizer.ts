@@ -18,7 +18,10 @@ export interface TokenizerFiles {
   chatTemplate?: unknown;
 }
 
-/** Message parts accepted by `applyChatTemplate`: ours and OpenAI's (`image_url`, `input_image`). */
+/**
+ * Message parts accepted by `applyChatTemplate`. Not the public `ChatMessage` (src/types.ts) on purpose: here image
+ * parts are placeholders (the pixels travel separately, in order), and roles are whatever the template accepts.
+ */
 export type ChatPart =
   | { type: 'text'; text: string }
   | { type: 'image'; detail?: string; [k: string]: unknown }

@@ -2,6 +2,7 @@
  * Shared argument checks and layout arithmetic of the attention kernels (attention_prefill.ts,
  * attention_decode.ts, kv_cache.ts). Sizes are in elements (f32) unless a name says bytes.
  */
+import { bufferOf } from './elementwise.ts';
 import { WebVLMError } from '../errors.ts';
 import type { Binding } from '../gpu/recorder.ts';
 import { requireBytes, requireDims } from './common.ts';
@@ -25,10 +26,6 @@ export interface KvStrides {
   batch: number;
   /** Elements from a K/V binding's start (plus offset) to the end of its last row: the bytes it must hold ÷ 4. */
   span: number;
-}
-
-export function bufferOf(b: Binding): GPUBuffer {
-  return 'buffer' in b ? b.buffer : b;
 }
 
 export function checkHeads(kernel: string, heads: number, kvHeads: number, headDim: number): void {

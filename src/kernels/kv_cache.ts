@@ -1,5 +1,6 @@
 /**
- * The KV cache: its layout, allocation and the kernel that appends new rows (shaders/kv_append.wgsl).
+ * The KV cache's layout and the kernel that appends new rows (shaders/kv_append.wgsl); the cache itself (one K and
+ * one V buffer per layer, allocated in this layout) is `KvCache` in src/models/kv-cache.ts.
  *
  * Layout, per layer: one f32 buffer K `[kvHeads, capacity, headDim]` and one V of the same shape.
  * Why: a KV head's keys are contiguous, so
@@ -15,7 +16,6 @@
  */
 import source from '../../shaders/kv_append.wgsl?raw';
 import { WebVLMError } from '../errors.ts';
-import type { Arena } from '../gpu/buffers.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import type { Binding, Recorder } from '../gpu/recorder.ts';
 import { ceilDiv, grid, requireBytes, requireDims } from './common.ts';
@@ -29,24 +29,16 @@ export interface KvCacheShape {
   capacity: number;
 }
 
-export interface KvCacheLayer {
-  k: GPUBuffer;
-  v: GPUBuffer;
-}
-
-export interface KvCache extends KvCacheShape {
-  buffers: KvCacheLayer[];
-  /** Tokens written so far (the engine advances it after appending to every layer). */
-  length: number;
-}
-
 /** Bytes of one K (or V) buffer of one layer. */
 export function kvCacheLayerBytes(s: Omit<KvCacheShape, 'layers'>): number {
   return s.kvHeads * s.capacity * s.headDim * 4;
 }
 
-/** Allocates a cache in `arena` (destroyed with it). */
-export function createKvCache(gpu: GpuContext, arena: Arena, s: KvCacheShape): KvCache {
+/**
+ * Checks a cache shape before allocation: dimensions, head size, and that one layer's buffer can be bound
+ * (`ContextOverflow` naming the bytes and the device's limit otherwise).
+ */
+export function checkKvCacheShape(gpu: GpuContext, s: KvCacheShape): void {
   requireDims('kv_cache', { layers: s.layers, kvHeads: s.kvHeads, headDim: s.headDim, capacity: s.capacity });
   checkHeads('kv_cache', s.kvHeads, s.kvHeads, s.headDim);
   const bytes = kvCacheLayerBytes(s);
@@ -56,9 +48,6 @@ export function createKvCache(gpu: GpuContext, arena: Arena, s: KvCacheShape): K
       details: { bytes, limit },
     });
   }
-  const buffers: KvCacheLayer[] = [];
-  for (let l = 0; l < s.layers; l++) buffers.push({ k: arena.buffer(bytes, undefined, `kv${l}.k`), v: arena.buffer(bytes, undefined, `kv${l}.v`) });
-  return { ...s, buffers, length: 0 };
 }
 
 export interface KvAppendArgs {
@@ -106,14 +95,4 @@ export function kvAppend(gpu: GpuContext, rec: Recorder, args: KvAppendArgs): vo
   const pipeline = gpu.pipelines.get({ name: 'kv_append', source, constants: { HD4: hd4 } });
   const params = rec.uniform(new Uint32Array([n, kvHeads, pos, capacity, srcStride / 4, kOffset / 4, vOffset / 4, 0]));
   rec.dispatch(pipeline, [args.kNew, args.vNew, args.kCache, args.vCache, params], grid(gpu, ceilDiv(n * kvHeads * hd4, 64)), `kv_append ${n}@${pos} h${kvHeads} d${headDim}`);
-}
-
-/** Appends `n` rows to layer `layer` of `cache` at position `cache.length` (which the caller advances once all layers are written). */
-export function kvAppendLayer(
-  gpu: GpuContext, rec: Recorder, cache: KvCache, layer: number,
-  args: Pick<KvAppendArgs, 'kNew' | 'vNew' | 'n' | 'srcStride' | 'kOffset' | 'vOffset'>,
-): void {
-  const l = cache.buffers[layer];
-  if (!l) throw new WebVLMError('InvalidArgument', `kv_append: layer ${layer} is outside the cache's ${cache.layers} layers.`);
-  kvAppend(gpu, rec, { ...args, kCache: l.k, vCache: l.v, pos: cache.length, kvHeads: cache.kvHeads, headDim: cache.headDim, capacity: cache.capacity });
 }

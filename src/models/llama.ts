@@ -9,7 +9,7 @@ import type { Recorder } from '../gpu/recorder.ts';
 import { WebVLMError } from '../errors.ts';
 import { rmsNorm } from '../kernels/norm.ts';
 import { add, siluMul } from '../kernels/elementwise.ts';
-import { kvAppend } from '../kernels/kv_cache.ts';
+import { checkKvCacheShape, kvAppend, kvCacheLayerBytes } from '../kernels/kv_cache.ts';
 import { embedding, type EmbeddingTable } from '../kernels/embedding.ts';
 import { attentionDecode, attentionDecodeScratchBytes } from '../kernels/attention_decode.ts';
 import { rope } from '../kernels/rope.ts';
@@ -46,7 +46,9 @@ export class KvCache {
   tokens: number[] = [];
 
   constructor(gpu: GpuContext, cfg: Idefics3TextConfig, readonly capacity: number) {
-    const bytes = cfg.numKeyValueHeads * capacity * cfg.headDim * 4;
+    const shape = { layers: cfg.numHiddenLayers, kvHeads: cfg.numKeyValueHeads, headDim: cfg.headDim, capacity };
+    checkKvCacheShape(gpu, shape);
+    const bytes = kvCacheLayerBytes(shape);
     for (let l = 0; l < cfg.numHiddenLayers; l++) {
       this.k.push(gpu.allocator.create(bytes, undefined, `kv/k${l}`));
       this.v.push(gpu.allocator.create(bytes, undefined, `kv/v${l}`));

@@ -1,5 +1,6 @@
 /** kv_append: new K/V rows land at [head, pos + t, :] of the cache, nothing else changes (exact copy). */
-import { kvAppend, createKvCache, kvAppendLayer } from '../../src/kernels/kv_cache.ts';
+import { kvAppend, checkKvCacheShape } from '../../src/kernels/kv_cache.ts';
+import { KvCache } from '../../src/models/llama.ts';
 import { upload, readF32 } from '../../src/gpu/io.ts';
 import { assertClose, expectReject, randomF32 } from '../harness/check.ts';
 import { defineCases, type CaseContext } from '../harness/cases.ts';
@@ -46,25 +47,26 @@ const specs: Spec[] = [
 export const cases = defineCases([
   ...specs.map((s, i) => ({ name: `n${s.n} pos${s.pos} h${s.kvHeads} d${s.hd} cap${s.capacity}${s.fused ? ' fused' : ''}`, node: i === 2, run: (c: CaseContext) => check(c, s, 300 + i) })),
   {
-    name: 'createKvCache + kvAppendLayer use the cache length',
+    name: 'KvCache (the one cache, models/llama.ts): layout [kvHeads, capacity, hd] per layer, kvAppend at its length, binding limit checked',
     async run({ gpu }) {
-      const arena = gpu.arena('kv-test');
-      const cache = createKvCache(gpu, arena, { layers: 2, kvHeads: 2, headDim: 8, capacity: 4 });
+      const cfg = { numHiddenLayers: 2, numKeyValueHeads: 2, headDim: 8 } as ConstructorParameters<typeof KvCache>[1];
+      const cache = new KvCache(gpu, cfg, 4);
       cache.length = 3;
       const src = randomF32(16, 5);
       const sb = upload(gpu, src);
       const rec = gpu.recorder();
-      kvAppendLayer(gpu, rec, cache, 1, { kNew: sb, vNew: sb, n: 1 });
+      kvAppend(gpu, rec, { kNew: sb, vNew: sb, kCache: cache.k[1], vCache: cache.v[1], n: 1, pos: cache.length, kvHeads: 2, headDim: 8, capacity: cache.capacity });
       rec.submit();
-      const got = await readF32(gpu, cache.buffers[1].v, 2 * 4 * 8);
+      const got = await readF32(gpu, cache.v[1], 2 * 4 * 8);
       const want = new Float32Array(64);
       for (let h = 0; h < 2; h++) for (let d = 0; d < 8; d++) want[(h * 4 + 3) * 8 + d] = src[h * 8 + d];
-      assertClose('kvAppendLayer', got, want, { atol: 0, rtol: 0 });
-      await expectReject('overflow', () => kvAppendLayer(gpu, rec, { ...cache, length: 4 }, 0, { kNew: sb, vNew: sb, n: 1 }), 'ContextOverflow');
-      await expectReject('layer 2', () => kvAppendLayer(gpu, rec, cache, 2, { kNew: sb, vNew: sb, n: 1 }), 'InvalidArgument');
+      assertClose('kvAppend into KvCache', got, want, { atol: 0, rtol: 0 });
+      await expectReject('overflow', () => kvAppend(gpu, rec, { kNew: sb, vNew: sb, kCache: cache.k[0], vCache: cache.v[0], n: 1, pos: 4, kvHeads: 2, headDim: 8, capacity: 4 }), 'ContextOverflow');
+      const huge = Math.floor(gpu.caps.limits.maxStorageBufferBindingSize / (2 * 8 * 4)) + 1;
+      await expectReject('over the binding limit', async () => checkKvCacheShape(gpu, { layers: 1, kvHeads: 2, headDim: 8, capacity: huge }), 'ContextOverflow');
       rec.destroy();
       gpu.allocator.destroy(sb);
-      arena.destroy();
+      cache.destroy(gpu);
     },
   },
   {
