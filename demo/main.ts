@@ -93,11 +93,16 @@ async function init() {
   await load();
 }
 
+const PHASE_WORDS: Record<LoadProgress['phase'], string> = {
+  download: 'Downloading', parse: 'Reading', quantize: 'Quantizing to int4', upload: 'Uploading to the GPU', compile: 'Compiling shaders (first use)', ready: 'Ready',
+};
+
 function setProgress(p: LoadProgress) {
   ui.progress.hidden = p.phase === 'ready';
-  ui.bar.value = p.total ? p.loaded / p.total : 0;
+  ui.bar.value = p.fraction;
   const mb = (n: number) => (n / 1e6).toFixed(1);
-  ui.progressText.textContent = p.total ? `${p.phase} ${p.file ?? ''} ${mb(p.loaded)} / ${mb(p.total)} MB` : `${p.phase} ${p.file ?? ''}`;
+  const bytes = p.bytesTotal ? ` · ${mb(p.bytesLoaded)} / ${mb(p.bytesTotal)} MB` : '';
+  ui.progressText.textContent = `${PHASE_WORDS[p.phase]}${p.phase === 'compile' ? '' : p.file ? ` ${p.file}` : ''} · ${Math.round(100 * p.fraction)} %${bytes}`;
 }
 
 async function load() {

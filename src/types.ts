@@ -85,11 +85,22 @@ export type ChatDelta =
   | { type: 'text'; text: string }
   | { type: 'done'; text: string; finishReason: FinishReason; usage: Usage };
 
+/**
+ * Load progress. Drive a progress bar with `fraction` (0 → 1: only grows, 1 exactly at `ready`) or
+ * `bytesLoaded / bytesTotal` (every file of the checkpoint; the total is known from the files' sizes before the
+ * weights download). Phases, in order: `download` (files arriving; `parse` and `quantize`/`upload` events interleave
+ * with it, as tensors are converted while their bytes stream in), `compile` (first-use shader compilation: one
+ * warm-up pass), `ready`. `file`, `loaded` and `total` describe the current file (bytes), tensor (`quantize`/`upload`:
+ * tensors done of the checkpoint's count) or compile step.
+ */
 export interface LoadProgress {
   phase: 'download' | 'parse' | 'quantize' | 'upload' | 'compile' | 'ready';
   file?: string;
   loaded: number;
   total: number;
+  fraction: number;
+  bytesLoaded: number;
+  bytesTotal: number;
 }
 
 /**
@@ -145,6 +156,11 @@ export interface EngineOptions {
    * Default: no total budget (WebGPU does not tell how much memory a GPU has); the per-buffer limits always apply.
    */
   memoryBudget?: number;
+  /**
+   * Compile the shaders during the load (default true): one warm-up pass, reported as the `compile` phase, so the
+   * first answer does not wait for pipeline compilation (seconds on some adapters).
+   */
+  warmup?: boolean;
   /** KV-cache capacity in tokens; default min(4096, the model's max_position_embeddings). */
   contextLength?: number;
   /** Extra request headers for the hub (e.g. `Authorization: Bearer hf_…` for gated models). */

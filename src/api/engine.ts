@@ -124,7 +124,7 @@ export async function createEngine(model: string, opts: EngineOptions = {}): Pro
   try {
     info = await guard(calls.load(model, {
       baseUrl: opts.baseUrl, revision: opts.revision, headers: opts.headers, weights: opts.weights, contextLength: opts.contextLength,
-      cache: opts.cache, memoryBudget: opts.memoryBudget, layout: opts.layout,
+      cache: opts.cache, memoryBudget: opts.memoryBudget, layout: opts.layout, warmup: opts.warmup,
     }, Comlink.proxy((p) => opts.onProgress?.(p))));
   } catch (e) {
     disposed = true;

@@ -40,6 +40,8 @@ export interface OpenOptions {
   onProgress?: ProgressCallback;
   /** Where the files come from, for messages (e.g. "HuggingFaceTB/SmolVLM-256M-Instruct@main"). */
   label?: string;
+  /** Called with the files found and their sizes as soon as they are opened (before their bytes are read). */
+  onFiles?: (files: Array<{ name: string; size: number | null }>) => void;
 }
 
 const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -64,6 +66,7 @@ export async function openCheckpoint(source: FileSource, opts: OpenOptions = {})
     open('chat_template.jinja'), open('chat_template.json'), open('generation_config.json'),
     open('model.safetensors'), open('model.safetensors.index.json'),
   ]);
+  opts.onFiles?.([configHandle, pre, proc, tok, tokCfg, chatJinja, chatJson, gen, single, index].filter((h): h is FileHandle => h !== null).map((h) => ({ name: h.name, size: h.size })));
   const need = (h: FileHandle | null, name: string): FileHandle => {
     if (!h) throw new WebVLMError('UnsupportedModel', `${label}: ${name} not found; webvlm needs it to run the model.`, { details: { file: name } });
     return h;
@@ -119,6 +122,7 @@ export async function weightShards(source: FileSource, single: FileHandle | null
     if (isObject(meta) && typeof meta.total_size === 'number') indexTotalSize = meta.total_size;
     const names = [...byShard.keys()].sort();
     const handles = await Promise.all(names.map(open));
+    opts.onFiles?.(handles.filter((h): h is FileHandle => h !== null).map((h) => ({ name: h.name, size: h.size })));
     weights = names.map((n, i) => {
       const h = handles[i];
       if (!h) throw new WebVLMError('CorruptCheckpoint', `${label}: shard ${n} named by model.safetensors.index.json not found.`, { details: { file: n } });

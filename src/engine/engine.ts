@@ -17,7 +17,7 @@ import { Rng } from './rng.ts';
 import { sampleToken, validateSampling, type SamplingParams } from './sampler.ts';
 import { StopMatcher } from './stop.ts';
 import { Sha256 } from './sha256.ts';
-import { validateGeneration, validateLoadOptions } from './validate.ts';
+import { DEFAULT_CONTEXT, validateGeneration, validateLoadOptions } from './validate.ts';
 import { DeltaBuffer } from './delta-buffer.ts';
 
 export interface EngineChatRequest extends SamplingParams {
@@ -47,8 +47,14 @@ function compressionFactor(c: CompressionOption): number {
 }
 
 export interface EngineConfig extends LoadOptions {
-  /** KV-cache capacity in tokens; default min(max_position_embeddings, 4096). */
+  /** KV-cache capacity in tokens; default min(max_position_embeddings, DEFAULT_CONTEXT = 4096). */
   contextLength?: number;
+  /**
+   * Compile the shaders at load (default true): one warm-up pass — a frame through the vision tower, a prefill and a
+   * decode step — so the first answer does not pay pipeline compilation; `onCompile(step, steps)` reports it.
+   */
+  warmup?: boolean;
+  onCompile?: (step: number, steps: number) => void;
 }
 
 const now = () => performance.now();
@@ -89,7 +95,8 @@ export class Engine {
     readonly loaded: LoadedModel,
     readonly modelId: string,
     readonly contextLength: number,
-    readonly loadMs: number,
+    /** Load time, warm-up included. */
+    public loadMs: number,
   ) {
     this.cache = loaded.model.newCache(contextLength);
     this.gpuPreprocess = !gpu.caps.software;
@@ -100,8 +107,39 @@ export class Engine {
     const t0 = now();
     const loaded = await loadModel(gpu, modelId, cfg);
     const max = loaded.config.text.maxPositionEmbeddings;
-    const ctx = Math.min(cfg.contextLength ?? 4096, max);
-    return new Engine(gpu, loaded, modelId, ctx, now() - t0);
+    const ctx = Math.min(cfg.contextLength ?? DEFAULT_CONTEXT, max);
+    const engine = new Engine(gpu, loaded, modelId, ctx, 0);
+    try {
+      if (cfg.warmup !== false) await engine.warmup(cfg.onCompile);
+    } catch (e) {
+      await engine.dispose();
+      throw e;
+    }
+    engine.loadMs = now() - t0;
+    return engine;
+  }
+
+  /** Runs every pipeline a chat needs once (compiling it), then forgets what ran: the cache stays empty. */
+  private async warmup(report?: (step: number, steps: number) => void): Promise<void> {
+    const { model, processor } = this.loaded;
+    report?.(0, 3);
+    const side = 16;
+    const features = this.gpuPreprocess
+      ? await model.encodeImageRgba({ width: side, height: side, channels: 4, data: new Uint8ClampedArray(side * side * 4) }, processor.planImage(side, side, { tiler: 'global' }), processor.pixels)
+      : await model.encodeImage(new Float32Array(processor.frameValues), 1);
+    this.gpu.allocator.destroy(features);
+    report?.(1, 3);
+    // A prefill of several rows (GEMM and prefill attention; GEMV takes ≤ 4 rows), then one decode step.
+    const rows = Math.max(1, Math.min(16, this.contextLength - 1));
+    try {
+      await model.forwardArgmax(new Array(rows).fill(0), this.cache);
+      report?.(2, 3);
+      if (this.cache.length < this.contextLength) await model.forwardArgmax([0], this.cache);
+    } finally {
+      this.cache.length = 0;
+      this.cache.tokens = [];
+    }
+    report?.(3, 3);
   }
 
   get gpuBytes(): number {

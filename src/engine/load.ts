@@ -21,6 +21,8 @@ export interface LoadOptions {
   signal?: AbortSignal;
   /** Where files come from; default the hub at `baseUrl`. */
   source?: FileSource;
+  /** The checkpoint's files and sizes, once opened (for a whole-load progress figure). */
+  onFiles?: (files: Array<{ name: string; size: number | null }>) => void;
 }
 
 export interface LoadedModel {
@@ -35,11 +37,11 @@ export interface LoadedModel {
 export async function loadModel(gpu: GpuContext, modelId: string, opts: LoadOptions = {}): Promise<LoadedModel> {
   const source = opts.source ?? new HubSource(modelId, { baseUrl: opts.baseUrl, revision: opts.revision, signal: opts.signal, onProgress: opts.onProgress });
   const label = `${modelId}@${opts.revision ?? 'main'}`;
-  const files = await openCheckpoint(source, { signal: opts.signal, onProgress: opts.onProgress, label });
+  const files = await openCheckpoint(source, { signal: opts.signal, onProgress: opts.onProgress, label, onFiles: opts.onFiles });
   const family = familyFor(files.config);
   const config = family.parseConfig(files.config);
   const tokenizer = Tokenizer.fromFiles({ tokenizerJson: files.tokenizer, tokenizerConfig: files.tokenizerConfig, chatTemplate: files.chatTemplate ?? undefined });
-  const processor = family.createProcessor(tokenizer, { config: files.config, preprocessorConfig: files.preprocessorConfig, processorConfig: files.processorConfig }, config);
+  const processor = family.createProcessor(tokenizer, { config: files.config, preprocessorConfig: files.preprocessorConfig, processorConfig: files.processorConfig, tokenizerConfig: files.tokenizerConfig }, config);
   family.checkConsistency(config, tokenizer, processor);
   // The weight loader sizes every GPU buffer from config.json as soon as it is built, so config.json is checked
   // against every weight file's header first and a lying config fails as CorruptCheckpoint, not as an allocation.
@@ -58,7 +60,7 @@ export async function loadModel(gpu: GpuContext, modelId: string, opts: LoadOpti
       const values = tensorToF32(t);
       requireFinite(values, t); // before the values reach the GPU or the int4 quantizer
       n++;
-      opts.onProgress?.({ phase: anyInt4 ? 'quantize' : 'upload', file: t.name, loaded: n, total: 0 });
+      opts.onProgress?.({ phase: anyInt4 ? 'quantize' : 'upload', file: t.name, loaded: n, total: plan.tensors.length });
       yield { name: t.name, shape: t.shape, values };
     }
   }

@@ -17,6 +17,7 @@ import { readShardHeaders, weightShards } from './checkpoint.ts';
 import { familyFor } from '../models/registry.ts';
 import { checkHeadersAgainstPlan, planBytes, weightFormats, type WeightsOption } from '../models/plan.ts';
 import type { ModelFamily, VlmConfig } from '../models/family.ts';
+import { DEFAULT_CONTEXT } from './validate.ts';
 
 export interface WeightTensor {
   name: string;
@@ -107,7 +108,7 @@ export async function readWeightHeaders(files: FileHandle[], signal?: AbortSigna
 /**
  * The estimate for a checkpoint in `source`: config.json, preprocessor_config.json and the safetensors header(s) only.
  * Throws what those files are wrong with (`ModelNotFound`, `UnsupportedModel`, `CorruptCheckpoint`) before anything
- * big is read. `contextLength` as the engine picks it: min(requested ?? 4096, max_position_embeddings).
+ * big is read. `contextLength` as the engine picks it: min(requested ?? DEFAULT_CONTEXT, max_position_embeddings).
  */
 export async function estimateCheckpointMemory(source: FileSource, opts: { model: string; weights: WeightsOption; contextLength?: number; signal?: AbortSignal }): Promise<MemoryEstimate> {
   const open = async (f: string) => source.open(f, { signal: opts.signal });
@@ -125,6 +126,6 @@ export async function estimateCheckpointMemory(source: FileSource, opts: { model
   // size or layer count would otherwise be sized into an estimate (and allocations) no tensor backs.
   const headers = await readShardHeaders(weights, { signal: opts.signal, weightDtypes: null });
   checkHeadersAgainstPlan(() => family.tensorPlan(config), family.layerCount(config), headers, weights[0].expected ? new Set(weights.flatMap((w) => [...w.expected!])) : undefined);
-  const ctx = Math.min(opts.contextLength ?? 4096, config.text.maxPositionEmbeddings);
+  const ctx = Math.min(opts.contextLength ?? DEFAULT_CONTEXT, config.text.maxPositionEmbeddings);
   return estimateMemory({ family, config, weights: opts.weights, contextLength: ctx, framesPerImage });
 }

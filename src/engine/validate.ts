@@ -22,6 +22,9 @@ export function invalid(option: string, value: unknown, expected: string): never
 
 export const isPositiveInt = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v > 0;
 
+/** KV-cache tokens when the caller gives no contextLength (capped by the model's max_position_embeddings). */
+export const DEFAULT_CONTEXT = 4096;
+
 /** Weight storage formats a load accepts. */
 export const WEIGHT_FORMATS = ['int4', 'f32'] as const;
 export const IMAGE_DETAILS = ['low', 'auto', 'high'] as const;
@@ -34,6 +37,7 @@ export interface LoadOptionValues {
   memoryBudget?: unknown;
   cache?: unknown;
   inline?: unknown;
+  warmup?: unknown;
   headers?: unknown;
   onProgress?: unknown;
   signal?: unknown;
@@ -59,6 +63,7 @@ export function validateLoadOptions(o: LoadOptionValues): void {
   }
   if (o.cache !== undefined && typeof o.cache !== 'boolean') invalid('cache', o.cache, 'true or false');
   if (o.inline !== undefined && typeof o.inline !== 'boolean') invalid('inline', o.inline, 'true or false');
+  if (o.warmup !== undefined && typeof o.warmup !== 'boolean') invalid('warmup', o.warmup, 'true or false');
   if (o.headers !== undefined) {
     if (o.headers === null || typeof o.headers !== 'object' || Array.isArray(o.headers)) invalid('headers', o.headers, 'an object of header names to strings');
     for (const [k, v] of Object.entries(o.headers as object)) if (typeof v !== 'string') invalid(`headers[${JSON.stringify(k)}]`, v, 'a string');

@@ -13,7 +13,8 @@ import { GpuContext } from '../gpu/context.ts';
 import { describeCaps } from '../gpu/device.ts';
 import { Engine, type EnginePhase } from '../engine/engine.ts';
 import { HubSource } from '../engine/hub.ts';
-import type { FileSource } from '../engine/file-source.ts';
+import type { FileSource, LoadProgressEvent } from '../engine/file-source.ts';
+import { LoadProgressTracker } from '../engine/progress.ts';
 import { CachedSource } from '../engine/cache.ts';
 import { checkMemory, estimateCheckpointMemory } from '../engine/memory.ts';
 import { formatsLabel, weightFormats } from '../models/plan.ts';
@@ -42,7 +43,7 @@ export function createHost(hostOpts: HostOptions = {}): WorkerApi {
 
   const canCache = () => typeof caches !== 'undefined' || (typeof navigator !== 'undefined' && !!navigator.storage);
 
-  function source(model: string, opts: WorkerLoadOptions, onProgress: (p: LoadProgress) => void, signal: AbortSignal): FileSource {
+  function source(model: string, opts: WorkerLoadOptions, onProgress: (p: LoadProgressEvent) => void, signal: AbortSignal): FileSource {
     const hub = new HubSource(model, { baseUrl: opts.baseUrl, revision: opts.revision, signal, onProgress, headers: opts.headers, layout: opts.layout });
     if (opts.cache === false || !canCache()) return hub;
     return new CachedSource(hub, { model, revision: hub.revision, baseUrl: hub.baseUrl });
@@ -52,12 +53,17 @@ export function createHost(hostOpts: HostOptions = {}): WorkerApi {
   async function loadEngine(model: string, opts: WorkerLoadOptions, onProgress: (p: LoadProgress) => void, signal: AbortSignal): Promise<EngineInfo> {
     if (gpu?.lost) gpu = null;
     gpu ??= await GpuContext.create({ gpu: hostOpts.gpu });
-    const src = source(model, opts, onProgress, signal);
+    const progress = new LoadProgressTracker(onProgress);
+    const src = source(model, opts, progress.event, signal);
     const weights = opts.weights ?? 'int4';
     const memory = await estimateCheckpointMemory(src, { model, weights, contextLength: opts.contextLength, signal });
     const l = gpu.caps.limits;
     checkMemory(model, memory, { maxBufferSize: l.maxBufferSize, maxStorageBufferBindingSize: l.maxStorageBufferBindingSize, budget: opts.memoryBudget });
-    engine = await Engine.create(gpu, model, { source: src, signal, weights, contextLength: opts.contextLength, onProgress: (p) => void onProgress(p) });
+    engine = await Engine.create(gpu, model, {
+      source: src, signal, weights, contextLength: opts.contextLength, warmup: opts.warmup,
+      onProgress: progress.event, onFiles: (f) => progress.files(f), onCompile: (i, n) => progress.compile(i, n),
+    });
+    progress.ready();
     return {
       model, adapter: describeCaps(gpu.caps), weights: formatsLabel(weightFormats(weights)), gpuBytes: engine.gpuBytes, loadMs: engine.loadMs, contextLength: engine.contextLength,
       memory: { weights: memory.weights, kvCache: memory.kvCache, activations: memory.activations, total: memory.total },
@@ -127,7 +133,6 @@ export function createHost(hostOpts: HostOptions = {}): WorkerApi {
       try {
         const info = await loadEngine(model, opts, onProgress, ctrl.signal);
         loaded = { model, opts };
-        onProgress({ phase: 'ready', loaded: 1, total: 1 });
         return info;
       } catch (e) {
         await dropEngine();

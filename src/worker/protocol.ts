@@ -23,6 +23,8 @@ export interface WorkerLoadOptions {
   cache?: boolean;
   /** Total GPU bytes allowed; the load fails early with OutOfMemory above it. */
   memoryBudget?: number;
+  /** Compile the shaders during the load (default true). */
+  warmup?: boolean;
   /** 'folder': files at `{baseUrl}/{model}/{file}` instead of the hub layout. */
   layout?: 'hub' | 'folder';
 }

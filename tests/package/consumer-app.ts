@@ -79,6 +79,7 @@ const QUICKSTART_HTML = `<!doctype html>
 <head><meta charset="utf-8" /><title>webvlm consumer</title></head>
 <body>
   <img src="/photo.png" alt="a photo" />
+  <progress max="1" value="0"></progress>
   <button id="stop">Stop</button>
   <p id="answer"></p>
   <script type="module" src="./main.ts"></script>
@@ -171,10 +172,11 @@ export async function consoleLine(r: PageRun, prefix: string, timeoutMs = 4 * 60
 }
 
 /** The `done` line of the quick start: `console.log('done', finishReason, usage)`. */
-export async function quickstartAnswer(r: PageRun): Promise<{ answer: string; finishReason: string; usage: { completionTokens: number; visualTokens: number; images: Array<{ frames: number }>; decodeTokensPerSecond: number; timeToFirstTokenMs: number } }> {
+export async function quickstartAnswer(r: PageRun): Promise<{ answer: string; bar: number; finishReason: string; usage: { completionTokens: number; visualTokens: number; images: Array<{ frames: number }>; decodeTokensPerSecond: number; timeToFirstTokenMs: number } }> {
   const msg = await consoleLine(r, 'done');
   const [, finishReason, usage] = (await Promise.all(msg.args().map((a) => a.jsonValue()))) as [string, string, never];
-  return { answer: (await r.page.textContent('#answer')) ?? '', finishReason, usage };
+  const bar = await r.page.evaluate(() => document.querySelector('progress')?.value ?? -1);
+  return { answer: (await r.page.textContent('#answer')) ?? '', finishReason, usage, bar };
 }
 
 /** Asserts what every quick-start run must show. */
@@ -187,4 +189,5 @@ export function checkQuickstart(r: PageRun & { hub?: HubRoute }, res: Awaited<Re
   assert.equal(res.usage.images[0].frames, 1, "detail: 'low' is one frame");
   assert.ok(res.answer.length > 0, 'the streamed text reached the page');
   assert.equal(res.answer, res.answer.trimStart(), 'the page shows the answer without the leading space');
+  assert.equal(res.bar, 1, 'the progress bar ends full');
 }

@@ -2,10 +2,12 @@ import { createEngine, isWebVLMError } from 'webvlm';
 
 const output = document.querySelector<HTMLElement>('#answer')!;
 const stopButton = document.querySelector<HTMLButtonElement>('#stop')!;
+const bar = document.querySelector<HTMLProgressElement>('progress')!;
 
 try {
   const engine = await createEngine('HuggingFaceTB/SmolVLM-256M-Instruct', {
-    onProgress: (p) => console.log(p.phase, p.file ?? '', p.loaded, p.total),
+    // fraction: 0 → 1, only grows; phase: download → compile (first-use shaders) → ready; bytes over every file.
+    onProgress: (p) => { bar.value = p.fraction; bar.title = `${p.phase} ${p.bytesLoaded} / ${p.bytesTotal} bytes`; },
   });
 
   const controller = new AbortController(); // one per request

@@ -12,7 +12,7 @@ import { dawnGpu } from '../harness/dawn.ts';
 import { startHubServer, type HubServer } from '../helpers/hub-server.ts';
 import { decodePng } from '../helpers/png.ts';
 import { createEngine, type WebVLMEngine } from '../../src/api/engine.ts';
-import type { ChatDelta, ChatRequest, EngineOptions } from '../../src/types.ts';
+import type { ChatDelta, ChatRequest, EngineOptions, LoadProgress } from '../../src/types.ts';
 import { WebVLMError } from '../../src/errors.ts';
 import { TEST_MODEL_DIR, ensureTestModel, modelVariant } from './helpers.ts';
 import { GpuContext } from '../../src/gpu/context.ts';
@@ -113,6 +113,32 @@ describe('createEngine inline in Node: typed errors, image keys, stop flush, gen
     assert.ok(r.done, JSON.stringify(r.error));
     assert.equal(r.done.usage.completionTokens, 6);
     assert.equal(r.done.usage.images.length, 1);
+  });
+
+  test('load progress: one fraction that only grows and is 1 at ready; bytes over every file, total known up front; a compile phase', T, async (t) => {
+    if (!gpu) return t.skip('no Dawn adapter');
+    const events: LoadProgress[] = [];
+    const e = await load(REPO, { onProgress: (p) => events.push(p) });
+    await e.dispose();
+    const { readdirSync, statSync } = await import('node:fs');
+    const opened = ['config.json', 'preprocessor_config.json', 'processor_config.json', 'tokenizer.json', 'tokenizer_config.json', 'chat_template.jinja', 'chat_template.json', 'generation_config.json', 'model.safetensors'];
+    const bytes = readdirSync(TEST_MODEL_DIR).filter((f) => opened.includes(f)).reduce((n, f) => n + statSync(`${TEST_MODEL_DIR}${f}`).size, 0);
+    assert.ok(events.length > 3);
+    for (let i = 1; i < events.length; i++) assert.ok(events[i].fraction >= events[i - 1].fraction, `fraction fell at event ${i}: ${events[i - 1].fraction} → ${events[i].fraction}`);
+    const last = events.at(-1)!;
+    assert.equal(last.phase, 'ready');
+    assert.equal(last.fraction, 1);
+    assert.ok(events.slice(0, -1).every((p) => p.fraction < 1), 'only ready is 1');
+    assert.equal(last.bytesTotal, bytes, 'bytesTotal = the checkpoint files the loader reads');
+    assert.equal(last.bytesLoaded, bytes);
+    const firstWeights = events.findIndex((p) => p.file === 'model.safetensors' && p.phase === 'download' && p.loaded > 0);
+    assert.ok(firstWeights > 0 && events[firstWeights].bytesTotal === bytes, 'the total is known before the weights arrive');
+    const phases = [...new Set(events.map((p) => p.phase))];
+    assert.deepEqual(phases.filter((p) => p === 'compile' || p === 'ready'), ['compile', 'ready']);
+    assert.ok(phases.indexOf('compile') > phases.indexOf('quantize'), `phases in order: ${phases.join(', ')}`);
+    const q = events.filter((p) => p.phase === 'quantize');
+    assert.ok(q.length > 0 && q.every((p) => p.total > 0 && p.loaded <= p.total) && q.at(-1)!.loaded === q.at(-1)!.total, 'quantize counts tensors of a known total');
+    t.diagnostic(`${events.length} events, ${bytes} bytes, phases ${phases.join(' → ')}`);
   });
 
   test('load options: wrong values are InvalidArgument naming the option, before anything loads', T, async (t) => {
