@@ -15,6 +15,7 @@ import { readHeaderLength, parseSafetensorsHeader, readSafetensors, tensorToF32 
 import { parseIdefics3Config } from '../../src/models/idefics3/config.ts';
 import { checkpointConfigs, planSafetensors, tensorSpecsFor, writeCheckpoint, REAL_MODEL_DIR } from '../../models/make-checkpoint.ts';
 import { startHubServer, type HubServer } from '../helpers/hub-server.ts';
+import { expectCode } from '../helpers/expect-code.ts';
 
 let root: string;
 let testDir: string;
@@ -22,16 +23,6 @@ let shardedDir: string;
 let hub: HubServer;
 const repos: Record<string, string> = {};
 
-async function expectCode(p: Promise<unknown>, code: WebVLMErrorCode, msg?: RegExp): Promise<WebVLMError> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(isWebVLMError(e, code), `expected ${code}, got ${e instanceof WebVLMError ? `${e.code}: ${e.message}` : String(e)}`);
-    if (msg) assert.match((e as Error).message, msg);
-    return e as WebVLMError;
-  }
-  assert.fail(`expected ${code}, but it succeeded`);
-}
 
 /** A repo that links every file of `from` except `omit`, with `replace` written in. */
 async function variant(name: string, from: string, omit: string[] = [], replace: Record<string, string> = {}): Promise<string> {

@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { WebVLMError, isWebVLMError, type WebVLMErrorCode } from '../../src/errors.ts';
 import { MAX_JSON_BYTES, MAX_TEXT_BYTES, readAll, readJson, readText, looksLikeHtml, type FileHandle } from '../../src/engine/file-source.ts';
+import { expectCode } from '../helpers/expect-code.ts';
 
 const MiB = 1 << 20;
 
@@ -40,16 +41,6 @@ const textHandle = (name: string, text: string, size: number | null = null) => {
   return fakeHandle(name, { size, chunks: 1, chunk: () => bytes }).h;
 };
 
-async function expectCode(p: Promise<unknown>, code: WebVLMErrorCode, msg?: RegExp): Promise<WebVLMError> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(isWebVLMError(e, code), `expected ${code}, got ${e instanceof WebVLMError ? `${e.code}: ${e.message}` : String(e)}`);
-    if (msg) assert.match((e as Error).message, msg);
-    return e as WebVLMError;
-  }
-  assert.fail(`expected ${code}, but it succeeded`);
-}
 
 test('caps: defaults fit real files (SmolVLM tokenizer.json is 3.5 MB) with room', () => {
   assert.equal(MAX_JSON_BYTES, 64 * MiB);

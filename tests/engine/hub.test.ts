@@ -9,6 +9,7 @@ import { HubSource, hubUrl, type HubOptions } from '../../src/engine/hub.ts';
 import { readAll, readJson, type LoadProgressEvent } from '../../src/engine/file-source.ts';
 import { startHubServer, type HubServer } from '../helpers/hub-server.ts';
 import { seededBytes } from '../helpers/safetensors-file.ts';
+import { expectCode } from '../helpers/expect-code.ts';
 
 const REPO = 'test-org/blobs';
 const SIZE = 1_000_003; // not a multiple of any chunk size
@@ -36,16 +37,6 @@ after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function expectCode(p: Promise<unknown>, code: WebVLMErrorCode, msg?: RegExp): Promise<WebVLMError> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(isWebVLMError(e, code), `expected ${code}, got ${e instanceof WebVLMError ? `${e.code}: ${e.message}` : String(e)}`);
-    if (msg) assert.match((e as Error).message, msg);
-    return e as WebVLMError;
-  }
-  assert.fail(`expected ${code}, but it succeeded`);
-}
 
 async function download(file = 'blob.bin', opts: HubOptions = {}, events?: LoadProgressEvent[]): Promise<Uint8Array> {
   const h = await source(opts).open(file);

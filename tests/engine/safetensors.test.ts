@@ -4,6 +4,7 @@ import { WebVLMError, isWebVLMError, type WebVLMErrorCode } from '../../src/erro
 import { readHeaderByRange, readSafetensors, requireFinite, tensorToF32, type SafetensorsTensor } from '../../src/engine/safetensors.ts';
 import { f32ToF16 } from '../../src/kernels/dtype.ts';
 import { assemble, chunkedStream, encodeSafetensors, rng, seededBytes, type RawTensor } from '../helpers/safetensors-file.ts';
+import { expectCode } from '../helpers/expect-code.ts';
 
 const u8 = (a: ArrayBufferView) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 
@@ -26,16 +27,6 @@ async function collect(bytes: Uint8Array, opts: Parameters<typeof readSafetensor
   return out;
 }
 
-async function expectCode(p: Promise<unknown>, code: WebVLMErrorCode, msg?: RegExp): Promise<WebVLMError> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(isWebVLMError(e, code), `expected ${code}, got ${e instanceof WebVLMError ? `${e.code}: ${e.message}` : String(e)}`);
-    if (msg) assert.match((e as Error).message, msg);
-    return e as WebVLMError;
-  }
-  assert.fail(`expected ${code}, but it succeeded`);
-}
 
 test('round trip: every tensor in file order, bytes exact, over odd chunk sizes', async () => {
   const tensors = sample();

@@ -14,22 +14,13 @@ import { readAll, readJson } from '../../src/engine/file-source.ts';
 import { openCheckpoint, readCheckpointTensors } from '../../src/engine/checkpoint.ts';
 import { startHubServer, type HubServer } from '../helpers/hub-server.ts';
 import { ensureTestModel, TEST_MODEL_DIR } from '../reliability/helpers.ts';
+import { expectCode } from '../helpers/expect-code.ts';
 
 const REPO = 'webvlm-test/random-smolvlm';
 const FAST: HubOptions = { retryDelayMs: 5, maxRetryDelayMs: 20, headersTimeoutMs: 5000, stallTimeoutMs: 5000 };
 const T = { timeout: 60_000 };
 const template = () => JSON.parse(readFileSync(join(TEST_MODEL_DIR, 'chat_template.json'), 'utf8')).chat_template as string;
 
-async function expectCode(p: Promise<unknown>, code: WebVLMErrorCode, msg?: RegExp): Promise<WebVLMError> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(isWebVLMError(e, code), `expected ${code}, got ${e instanceof WebVLMError ? `${e.code}: ${e.message}` : String(e)}`);
-    if (msg) assert.match((e as Error).message, msg);
-    return e as WebVLMError;
-  }
-  assert.fail(`expected ${code}, but it succeeded`);
-}
 
 /** Opens the checkpoint and streams every tensor: the whole load path short of the GPU. */
 async function loadAll(src: HubSource) {

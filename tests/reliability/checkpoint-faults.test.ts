@@ -19,6 +19,7 @@ import { parseSafetensorsHeader, readHeaderLength } from '../../src/engine/safet
 import { writeCheckpoint } from '../../models/make-checkpoint.ts';
 import { startHubServer, type HubServer } from '../helpers/hub-server.ts';
 import { useDawnContext } from '../harness/dawn-suite.ts';
+import { expectCode } from '../helpers/expect-code.ts';
 
 let root: string, base: string, sharded: string;
 let hub: HubServer;
@@ -50,16 +51,6 @@ async function poisoned(dir: string, tensor: string, at: number, bits: number): 
   return bytes;
 }
 
-async function expectCode(p: Promise<unknown>, code: WebVLMErrorCode, msg?: RegExp): Promise<WebVLMError> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(isWebVLMError(e, code), `expected ${code}, got ${e instanceof WebVLMError ? `${e.code}: ${e.message}` : String(e)}`);
-    if (msg) assert.match((e as Error).message, msg);
-    return e as WebVLMError;
-  }
-  assert.fail(`expected ${code}, but it succeeded`);
-}
 
 /** Any use of this "GPU" throws a plain Error, which no `CorruptCheckpoint` assertion accepts. */
 const untouchableGpu = new Proxy({}, {

@@ -17,6 +17,7 @@ import { readAll } from '../../src/engine/file-source.ts';
 import { decodeImage, IMAGE_FETCH_DEFAULTS } from '../../src/worker/image-decode.ts';
 import { startHubServer, type HubServer } from '../helpers/hub-server.ts';
 import { seededBytes } from '../helpers/safetensors-file.ts';
+import { expectCode } from '../helpers/expect-code.ts';
 
 const REPO = 'test-org/deadlines';
 const SIZE = 300_007;
@@ -43,16 +44,6 @@ function source(opts: HubOptions = {}) {
   return { src, signals };
 }
 
-async function expectCode(p: Promise<unknown>, code: WebVLMErrorCode, msg?: RegExp): Promise<WebVLMError> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(isWebVLMError(e, code), `expected ${code}, got ${e instanceof WebVLMError ? `${e.code}: ${e.message}` : String(e)}`);
-    if (msg) assert.match((e as Error).message, msg);
-    return e as WebVLMError;
-  }
-  assert.fail(`expected ${code}, but it succeeded`);
-}
 
 const elapsed = async <T>(f: () => Promise<T>): Promise<[T, number]> => {
   const t0 = performance.now();
