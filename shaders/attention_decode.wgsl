@@ -11,6 +11,8 @@
 // One split writes the normalised output (direct); several write (O unnormalised, max, sum) partials.
 // Entry point main_rows is the variant for CPU adapters (see there).
 // Scores are in the log2 domain (Q pre-scaled by scale·log2 e); NEG marks masked scores.
+#include "online_softmax.wgsl"
+#include "mat4.wgsl"
 
 struct Params {
   kv_len: u32,         // keys 0..kv_len-1, the new tokens' own keys included
@@ -51,9 +53,6 @@ override KL: u32 = WG / HD4;       // key lanes in phase C
 override Q_SIZE: u32 = NQV * HD4;
 override K_SIZE: u32 = BK * QS;
 override S_SIZE: u32 = NQV * SMAX;
-
-const NEG: f32 = -1.0e30;
-const NEG_HALF: f32 = -5.0e29;
 
 var<workgroup> qs: array<vec4<f32>, Q_SIZE>;
 var<workgroup> ks: array<vec4<f32>, K_SIZE>;
@@ -192,18 +191,11 @@ fn probs(v0: u32, j: u32) -> vec4<f32> {
     select(0.0, ss[min(v0 + 3u, last) * SMAX + j], v0 + 3u < NQV));
 }
 
-/** v ⊗ p: column i = v · p[i]. */
-fn outer(v: vec4<f32>, p: vec4<f32>) -> mat4x4<f32> {
-  return mat4x4<f32>(v * p.x, v * p.y, v * p.z, v * p.w);
-}
-
 // ---- Variant 'rows' (CPU adapters) ----
 // SwiftShader pays ~1 µs per f32 of workgroup memory per workgroup and tens of µs per barrier
 // (measured), which dominate the tiled kernel there. Here one invocation per (query vector, split)
 // runs the online softmax over its keys with q and the output in private memory; no workgroup memory,
 // no barriers. Invocations of one token are adjacent, so heads sharing a KV row read it from cache.
-
-const HD4_MAX: u32 = 32u;
 
 @compute @workgroup_size(16)
 fn main_rows(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -233,14 +225,7 @@ fn main_rows(@builtin(global_invocation_id) gid: vec3<u32>) {
   for (var j = 0u; j < nvis; j++) {
     var s = 0.0;
     for (var d = 0u; d < HD4; d++) { s += dot(qv[d], k[kb + j * p.k_row + d]); }
-    if (s > m) {
-      let alpha = exp2(m - s);
-      l *= alpha;
-      for (var d = 0u; d < HD4; d++) { acc[d] *= alpha; }
-      m = s;
-    }
-    let pj = exp2(s - m);
-    l += pj;
+    let pj = softmax_step(s, &m, &l, &acc);
     for (var d = 0u; d < HD4; d++) { acc[d] = fma(vec4<f32>(pj), v[vb + j * p.k_row + d], acc[d]); }
   }
   if (p.direct != 0u) {

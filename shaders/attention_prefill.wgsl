@@ -11,7 +11,9 @@
 // Per-invocation tiles are vectors and mat4x4s indexed by constants, never arrays indexed by loop
 // counters: CPU adapters (SwiftShader) do not unroll loops and would keep such arrays in memory.
 // Scores live in the log2 domain: Q is pre-multiplied by scale·log2(e) and exp2 is used.
-// Masked scores (causal, keys ≥ kv_len) are NEG, a finite sentinel: WGSL gives no portable infinity.
+// Masked scores (causal, keys ≥ kv_len) are NEG, a finite sentinel (shaders/common/online_softmax.wgsl).
+#include "online_softmax.wgsl"
+#include "mat4.wgsl"
 
 struct Params {
   seq: u32,            // query rows per batch item
@@ -56,9 +58,6 @@ override Q_GLOBAL: bool = false;
 override Q_SIZE: u32 = select(M * QS, 1u, Q_GLOBAL);
 override KV_SIZE: u32 = BK * QS;
 override S_SIZE: u32 = M * SS;
-
-const NEG: f32 = -1.0e30;
-const NEG_HALF: f32 = -5.0e29;
 
 var<workgroup> qs: array<vec4<f32>, Q_SIZE>;
 var<workgroup> kvs: array<vec4<f32>, KV_SIZE>;
@@ -216,38 +215,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   }
 }
 
-/** Column i of m scaled by a[i] (row m0 + i rescaled by its softmax correction). */
-fn scale_cols(m: mat4x4<f32>, a: vec4<f32>) -> mat4x4<f32> {
-  return mat4x4<f32>(m[0] * a.x, m[1] * a.y, m[2] * a.z, m[3] * a.w);
-}
-
-/** v ⊗ p: column i = v · p[i]. */
-fn outer(v: vec4<f32>, p: vec4<f32>) -> mat4x4<f32> {
-  return mat4x4<f32>(v * p.x, v * p.y, v * p.z, v * p.w);
-}
-
 // ---- Variant 'rows' (CPU adapters) ----
 // SwiftShader pays ~1 µs per f32 of workgroup memory per workgroup (measured) and tens of µs per
 // barrier: that is nearly the whole cost of the tiled kernel there. This entry point uses neither: one
 // invocation per (batch, query row, head) runs the online softmax over its keys with q and the output
 // in private memory. Invocations of one row are adjacent, so heads sharing a KV row read it from cache.
-// The running max is rescaled only when it grows.
-
-const HD4_MAX: u32 = 32u;
-
-// One key of the row-per-invocation online softmax (log2 domain): when score s raises the running max m, the sum l
-// and the output acc are rescaled (only then); returns the key's weight 2^(s − m).
-fn softmax_step(s: f32, m: ptr<function, f32>, l: ptr<function, f32>, acc: ptr<function, array<vec4<f32>, HD4_MAX>>) -> f32 {
-  if (s > *m) {
-    let alpha = exp2(*m - s);
-    *l *= alpha;
-    for (var d = 0u; d < HD4; d++) { (*acc)[d] *= alpha; }
-    *m = s;
-  }
-  let pj = exp2(s - *m);
-  *l += pj;
-  return pj;
-}
+// The running max is rescaled only when it grows (softmax_step: shaders/common/online_softmax.wgsl).
 
 @compute @workgroup_size(16)
 fn main_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

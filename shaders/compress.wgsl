@@ -55,6 +55,16 @@ fn token_base(f: u32, r0: u32, c0: u32, ww: u32, t: u32) -> u32 {
   return ((f * p.H + r0 + t / ww) * p.W + c0 + t % ww) * p.C;
 }
 
+// Query (i, j)'s window of tokens, clipped to the grid: rows [x, y), columns [z, w). Never empty (the binding
+// guarantees it).
+fn query_window(i: u32, j: u32) -> vec4<u32> {
+  if (p.global_win != 0u) { return vec4<u32>(0u, p.H, 0u, p.W); }
+  let wr = i32(i * p.stride) - i32(p.pad);
+  let wc = i32(j * p.stride) - i32(p.pad);
+  return vec4<u32>(u32(max(wr, 0)), u32(min(wr + i32(p.win), i32(p.H))),
+                   u32(max(wc, 0)), u32(min(wc + i32(p.win), i32(p.W))));
+}
+
 @compute @workgroup_size(WG)
 fn attend(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) li: u32) {
@@ -66,16 +76,11 @@ fn attend(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: ve
   let i = qi / p.Wq;
   let j = qi % p.Wq;
 
-  // The window, clipped to the grid (the binding guarantees it is never empty).
-  var r0 = 0u; var r1 = p.H; var c0 = 0u; var c1 = p.W;
-  if (p.global_win == 0u) {
-    let wr = i32(i * p.stride) - i32(p.pad);
-    let wc = i32(j * p.stride) - i32(p.pad);
-    r0 = u32(max(wr, 0)); r1 = u32(min(wr + i32(p.win), i32(p.H)));
-    c0 = u32(max(wc, 0)); c1 = u32(min(wc + i32(p.win), i32(p.W)));
-  }
-  let ww = c1 - c0;
-  let n = (r1 - r0) * ww;
+  let win = query_window(i, j);
+  let r0 = win.x;
+  let c0 = win.z;
+  let ww = win.w - c0;
+  let n = (win.y - r0) * ww;
 
   // This invocation's channels: c = li + r·WG, r < MAXR (constant trip counts keep arrays in registers).
   var q0: array<f32, MAXR>;
@@ -197,15 +202,11 @@ fn attend_row(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
   let qi = wid % Nq;
   let i = qi / p.Wq;
   let j = qi % p.Wq;
-  var r0 = 0u; var r1 = p.H; var c0 = 0u; var c1 = p.W;
-  if (p.global_win == 0u) {
-    let wr = i32(i * p.stride) - i32(p.pad);
-    let wc = i32(j * p.stride) - i32(p.pad);
-    r0 = u32(max(wr, 0)); r1 = u32(min(wr + i32(p.win), i32(p.H)));
-    c0 = u32(max(wc, 0)); c1 = u32(min(wc + i32(p.win), i32(p.W)));
-  }
-  let ww = c1 - c0;
-  let n = (r1 - r0) * ww;
+  let win = query_window(i, j);
+  let r0 = win.x;
+  let c0 = win.z;
+  let ww = win.w - c0;
+  let n = (win.y - r0) * ww;
   let hd = p.hd;
   let ob = wid * p.C + h * hd;
 

@@ -5,8 +5,8 @@
 // badly for rows with a large mean; both passes work on x − x[row, 0] (see layer_norm). The row is re-read
 // per pass (it is at most 48 KiB, so it stays in cache). Two variants, picked per adapter (src/gpu/variants.ts):
 //   rms_norm / layer_norm (workgroup, GPUs): one workgroup of WG invocations per row, each striding over the
-//     row (coalesced); reductions: subgroupAdd then one value per subgroup through workgroup memory when
-//     SUBGROUPS, else a tree in workgroup memory.
+//     row (coalesced); reductions: wg_sum (shaders/common/workgroup_reduce.wgsl: subgroupAdd when SUBGROUPS,
+//     else a tree in workgroup memory).
 //   rms_norm_row / layer_norm_row (CPU adapters): one row per invocation, no barriers, no workgroup memory.
 //     CPU adapters run a workgroup's barriers by switching between its SIMD groups (64 of them for 256
 //     invocations on SwiftShader's 4 lanes), and a subgroup reduction there leaves 64 partials that every
@@ -15,6 +15,7 @@
 #if SUBGROUPS
 enable subgroups;
 #endif
+#include "workgroup_reduce.wgsl"
 
 struct Params {
   rows: u32,
@@ -33,54 +34,14 @@ struct Params {
 @group(0) @binding(4) var<uniform> p_ln: Params;
 
 const WG = 256u;
-var<workgroup> red: array<f32, WG>;
-
-struct Lane {
-  li: u32,
-  sg_lane: u32,
-  sg_size: u32,
-}
-
-// Sum of v over the workgroup; every invocation gets the total. Call from uniform control flow.
-fn wg_sum(v: f32, l: Lane) -> f32 {
-  workgroupBarrier(); // the previous call's readers are done with red
-#if SUBGROUPS
-  // Subgroups of a 1-D workgroup are contiguous runs of local_invocation_index (as in gemv.wgsl),
-  // so li / sg_size numbers them; any size from 1 to WG works.
-  let s = subgroupAdd(v);
-  if (l.sg_lane == 0u) { red[l.li / l.sg_size] = s; }
-  workgroupBarrier();
-  var t = 0.0;
-  let nsg = (WG + l.sg_size - 1u) / l.sg_size;
-  for (var i = 0u; i < nsg; i++) { t += red[i]; }
-  return t;
-#else
-  red[l.li] = v;
-  workgroupBarrier();
-  for (var stride = WG / 2u; stride > 0u; stride >>= 1u) {
-    if (l.li < stride) { red[l.li] += red[l.li + stride]; }
-    workgroupBarrier();
-  }
-  return red[0];
-#endif
-}
 
 fn row_of(wg: vec3<u32>, nwg: vec3<u32>) -> u32 {
   return wg.x + wg.y * nwg.x;
 }
 
 @compute @workgroup_size(WG)
-fn rms_norm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-            @builtin(local_invocation_index) li: u32
-#if SUBGROUPS
-            , @builtin(subgroup_invocation_id) sg_lane: u32, @builtin(subgroup_size) sg_size: u32
-#endif
-            ) {
-#if SUBGROUPS
-  let l = Lane(li, sg_lane, sg_size);
-#else
-  let l = Lane(li, 0u, 1u);
-#endif
+fn rms_norm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, lane: Lane) {
+  let li = lane.li;
   let row = row_of(wg, nwg);
   // The grid may hold a few extra workgroups (x·y ≥ rows); they skip the work but still reach every barrier.
   let live = row < p_rms.rows;
@@ -93,7 +54,7 @@ fn rms_norm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: 
       ss = fma(v, v, ss);
     }
   }
-  let total = wg_sum(ss, l);
+  let total = wg_sum(ss, lane);
   if (!live) { return; }
   let inv = inverseSqrt(total / f32(D) + p_rms.eps);
   for (var i = li; i < D; i += WG) {
@@ -102,17 +63,8 @@ fn rms_norm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: 
 }
 
 @compute @workgroup_size(WG)
-fn layer_norm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-              @builtin(local_invocation_index) li: u32
-#if SUBGROUPS
-              , @builtin(subgroup_invocation_id) sg_lane: u32, @builtin(subgroup_size) sg_size: u32
-#endif
-              ) {
-#if SUBGROUPS
-  let l = Lane(li, sg_lane, sg_size);
-#else
-  let l = Lane(li, 0u, 1u);
-#endif
+fn layer_norm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, lane: Lane) {
+  let li = lane.li;
   let row = row_of(wg, nwg);
   let live = row < p_ln.rows;
   let D = p_ln.D;
@@ -127,7 +79,7 @@ fn layer_norm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
   }
   // Deviations are taken as (x − pivot) − shift, not x − mean: x − pivot is exact for nearby values and
   // the shift is small, so the mean's own rounding (half an ULP of |mean|) does not enter.
-  let shift = wg_sum(s, l) / f32(D);
+  let shift = wg_sum(s, lane) / f32(D);
   var sq = 0.0;
   if (live) {
     for (var i = li; i < D; i += WG) {
@@ -135,7 +87,7 @@ fn layer_norm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
       sq = fma(d, d, sq);
     }
   }
-  let var_ = wg_sum(sq, l) / f32(D);
+  let var_ = wg_sum(sq, lane) / f32(D);
   if (!live) { return; }
   let inv = inverseSqrt(var_ + p_ln.eps);
   for (var i = li; i < D; i += WG) {

@@ -17,6 +17,7 @@
 // Approximations (documented in src/kernels/sampling.ts): K ≤ 256 candidates; at the k-th value, ties beyond
 // K are dropped by index (HF keeps them all); with top-k off the nucleus is still drawn from the 256 best,
 // with probabilities normalised over the whole vocabulary.
+#include "workgroup_reduce.wgsl"
 
 struct Params {
   rows: u32,
@@ -122,11 +123,10 @@ var<workgroup> s_total: u32;    // non-NaN elements in the row
 var<workgroup> s_eq: u32;       // elements with key == T
 var<workgroup> s_max: f32;      // the best score (for the full-vocabulary normaliser)
 var<workgroup> tie_base: array<u32, WG>; // tie path: per-invocation rank offsets
-var<workgroup> red_f: array<f32, WG>;
 
 @compute @workgroup_size(WG)
-fn sample(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-          @builtin(local_invocation_index) li: u32) {
+fn sample(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, lane: Lane) {
+  let li = lane.li;
   let row = wg.x + wg.y * nwg.x;
   if (row >= p.rows) { return; }
   if (li == 0u) {
@@ -262,16 +262,10 @@ fn sample(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: ve
   } else if (li < n) {
     part = exp(key_value(red_k[li]) - smax);
   }
-  red_f[li] = part;
-  workgroupBarrier();
-  for (var stride = WG / 2u; stride > 0u; stride >>= 1u) {
-    if (li < stride) { red_f[li] += red_f[li + stride]; }
-    workgroupBarrier();
-  }
+  let z = wg_sum(part, lane);
 
   // 5. Top-p and the inverse CDF, serially over ≤ 256 sorted candidates.
   if (li == 0u) {
-    let z = red_f[0];
     // Keep candidate j while the probability mass before it is < top_p (HF keeps the token whose
     // ascending cumulative mass exceeds 1 − top_p); the first is always kept.
     var kept = 1u;
