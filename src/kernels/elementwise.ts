@@ -1,6 +1,7 @@
 /**
- * Element-wise f32 ops (shaders/elementwise.wgsl): GELU-tanh, SiLU(gate)·up (two buffers or one fused
- * [rows, 2·I] gate|up buffer), residual add, bias add, scale, strided 2-D copy.
+ * Element-wise f32 ops (shaders/elementwise.wgsl): GELU (tanh and exact erf forms), SiLU(gate)·up (two buffers or
+ * one fused [rows, 2·I] gate|up buffer), residual add (optionally a + α·b, or a + b·g per column), bias add, scale,
+ * strided 2-D copy.
  * Ops with an optional `out` run in place when it is absent (or is the very same binding as the input).
  * WebGPU forbids binding one buffer both read-only and writable in a dispatch, so an output that shares a
  * buffer with an input at a different range is an `InvalidArgument`, caught here before recording.
@@ -85,6 +86,16 @@ export function geluTanh(gpu: GpuContext, rec: Recorder, args: GeluArgs): void {
   run(gpu, rec, 'gelu_tanh', [args.x, args.out], n, `gelu_tanh ${n}`, { n });
 }
 
+/** y = gelu(x) in its exact form x·Φ(x) (HF `gelu`, torch's default `approximate='none'`: InternViT, CLIP). */
+export function gelu(gpu: GpuContext, rec: Recorder, args: GeluArgs): void {
+  const n = count('gelu', args.n);
+  requireBytes('gelu', 'x', args.x, n * 4);
+  if (!args.out || sameBinding(args.out, args.x)) return run(gpu, rec, 'gelu_inplace', [args.x], n, `gelu/inplace ${n}`, { n });
+  requireBytes('gelu', 'out', args.out, n * 4);
+  requireDistinct('gelu', args.out, { x: args.x });
+  run(gpu, rec, 'gelu', [args.x, args.out], n, `gelu ${n}`, { n });
+}
+
 export type SiluMulArgs = {
   out: Binding;
   rows: number;
@@ -120,24 +131,43 @@ export interface AddArgs {
   /** Absent (or the same binding as a): a += b (the residual update). */
   out?: Binding;
   n: number;
+  /** out = a + α·b (α rounded to f32; default 1, which gives the plain sum's bits): Granite's residual_multiplier. */
+  alpha?: number;
+  /** a += b ⊙ colScale, colScale [cols] repeating over rows of `cols` (in place only, α = 1): a layer-scaled branch. */
+  colScale?: Binding;
+  cols?: number;
 }
 
-/** out = a + b, or a += b in place. */
+/** out = a + α·b, or a += α·b in place; with `colScale`, a[r, c] += b[r, c] · colScale[c] in place. */
 export function add(gpu: GpuContext, rec: Recorder, args: AddArgs): void {
   const n = count('add', args.n);
+  const alpha = args.alpha ?? 1;
+  if (!Number.isFinite(alpha)) throw new WebVLMError('InvalidArgument', `add: alpha must be finite, got ${alpha}.`);
   requireBytes('add', 'a', args.a, n * 4);
   requireBytes('add', 'b', args.b, n * 4);
   let { a, b } = args;
   const out = args.out;
-  // b += a gives the same bits as a + b (IEEE addition commutes), so out == b is in place too.
-  if (out && !sameBinding(out, a) && sameBinding(out, b)) [a, b] = [b, a];
+  if (args.colScale) {
+    const cols = args.cols ?? 0;
+    requireDims('add', { cols });
+    if (n % cols) throw new WebVLMError('ShapeMismatch', `add: n = ${n} is not a whole number of rows of ${cols}.`);
+    if (alpha !== 1 || (out && !sameBinding(out, a))) throw new WebVLMError('InvalidArgument', 'add: colScale is in place (out = a) and takes no alpha.');
+    requireBytes('add', 'colScale', args.colScale, cols * 4);
+    requireDistinct('add', a, { b, colScale: args.colScale });
+    return run(gpu, rec, 'add_cols_inplace', [a, b, args.colScale], n, `add/cols ${n / cols}x${cols}`, { n, cols });
+  }
+  // b += a gives the same bits as a + b (IEEE addition commutes), so out == b is in place too; not so with α ≠ 1.
+  if (out && !sameBinding(out, a) && sameBinding(out, b)) {
+    if (alpha !== 1) throw new WebVLMError('InvalidArgument', 'add: out = b with alpha ≠ 1 is not supported; pass out = a or a distinct buffer.');
+    [a, b] = [b, a];
+  }
   if (!out || sameBinding(out, a)) {
     requireDistinct('add', a, { b });
-    return run(gpu, rec, 'add_inplace', [a, b], n, `add/inplace ${n}`, { n });
+    return run(gpu, rec, 'add_inplace', [a, b], n, `add/inplace ${n}`, { n, alpha });
   }
   requireBytes('add', 'out', out, n * 4);
   requireDistinct('add', out, { a, b });
-  run(gpu, rec, 'add', [a, b, out], n, `add ${n}`, { n });
+  run(gpu, rec, 'add', [a, b, out], n, `add ${n}`, { n, alpha });
 }
 
 export interface BiasAddArgs {

@@ -3,19 +3,54 @@
  * per layer h += o(attn(rope(q), rope(k), v)) on RMSNorm(h); h += down(silu(gate)·up) on RMSNorm(h);
  * then the final RMSNorm and lm_head on the rows whose logits are wanted.
  * q/k/v are one fused projection ([S, (heads + 2·kvHeads)·hd]); gate/up one fused projection ([S, 2·I]).
+ *
+ * Family-neutral options (`DecoderConfig`; absent = Llama's behaviour, the same dispatches and bits):
+ * - biases on any projection (Llama `attention_bias`/`mlp_bias`, Qwen2's q/k/v bias): carried by the `Linear`s
+ *   the family's tensor plan builds, so nothing here;
+ * - a tied or untied head: the plan's `lm_head` target (tied: filled from embed_tokens);
+ * - RoPE scaling ('linear', 'dynamic': models/rope-scaling.ts), the frequencies computed on the host per call;
+ * - Granite's multipliers (transformers `models/granite/modular_granite.py`): `embeddingMultiplier` scales the
+ *   decoder's input rows (after any image features are merged, as `GraniteModel.forward` scales `inputs_embeds`),
+ *   `attentionScale` replaces hd^-0.5 (attention_multiplier), `residualMultiplier` scales each branch before its
+ *   residual add, `logitsDivisor` divides the logits (GraniteForCausalLM's logits_scaling; a VLM whose lm_head is its own
+ *   module, not the language model's `*ForCausalLM`, does not apply it and leaves it unset).
  */
 import type { GpuContext } from '../gpu/context.ts';
 import type { Recorder } from '../gpu/recorder.ts';
 import { WebVLMError } from '../errors.ts';
 import { rmsNorm } from '../kernels/norm.ts';
-import { add, siluMul } from '../kernels/elementwise.ts';
+import { add, scale, siluMul } from '../kernels/elementwise.ts';
 import { checkKvCacheShape, kvAppend, kvCacheLayerBytes } from '../kernels/kv_cache.ts';
 import { embedding, type EmbeddingTable } from '../kernels/embedding.ts';
 import { attentionDecode, attentionDecodeScratchBytes } from '../kernels/attention_decode.ts';
 import { rope } from '../kernels/rope.ts';
 import { attentionPrefill } from '../kernels/attention_prefill.ts';
 import { linear, type Linear, type Workspace } from './layers.ts';
-import type { Idefics3TextConfig } from './idefics3/config.ts';
+import { ropeFrequencies, type RopeScaling } from './rope-scaling.ts';
+
+export type { RopeScaling };
+
+/** The decoder's shape and options (a family's parsed text config satisfies it). */
+export interface DecoderConfig {
+  hiddenSize: number;
+  intermediateSize: number;
+  numHiddenLayers: number;
+  numAttentionHeads: number;
+  numKeyValueHeads: number;
+  headDim: number;
+  rmsNormEps: number;
+  ropeTheta: number;
+  /** Absent: default RoPE. */
+  ropeScaling?: RopeScaling;
+  /** Attention scores' scale; absent: headDim^-0.5. */
+  attentionScale?: number;
+  /** Input rows × this (after image features are merged); absent: 1. */
+  embeddingMultiplier?: number;
+  /** h += m · branch; absent: 1. */
+  residualMultiplier?: number;
+  /** logits ÷ this; absent: 1. */
+  logitsDivisor?: number;
+}
 
 export interface LlamaLayer {
   inputNorm: GPUBuffer;
@@ -45,7 +80,7 @@ export class KvCache {
   length = 0;
   tokens: number[] = [];
 
-  constructor(gpu: GpuContext, cfg: Idefics3TextConfig, readonly capacity: number) {
+  constructor(gpu: GpuContext, cfg: Pick<DecoderConfig, 'numHiddenLayers' | 'numKeyValueHeads' | 'headDim'>, readonly capacity: number) {
     const shape = { layers: cfg.numHiddenLayers, kvHeads: cfg.numKeyValueHeads, headDim: cfg.headDim, capacity };
     checkKvCacheShape(gpu, shape);
     const bytes = kvCacheLayerBytes(shape);
@@ -84,7 +119,7 @@ export function embedTokens(gpu: GpuContext, rec: Recorder, w: LlamaWeights, ids
  * last `logitRows` rows to `logits` ([logitRows, vocab]).
  */
 export function llamaForward(
-  gpu: GpuContext, rec: Recorder, ws: Workspace, w: LlamaWeights, cfg: Idefics3TextConfig, cache: KvCache,
+  gpu: GpuContext, rec: Recorder, ws: Workspace, w: LlamaWeights, cfg: DecoderConfig, cache: KvCache,
   h: GPUBuffer, S: number, startPos: number, logits: GPUBuffer, logitRows = 1,
 ): void {
   if (startPos + S > cache.capacity) {
@@ -102,13 +137,18 @@ export function llamaForward(
   const cap = cache.capacity;
   const decodeShape = { tokens: 1, kvLen: startPos + 1, heads: nh, kvHeads: nkv, headDim: hd };
   const scratch = S === 1 ? ws.f32(Math.max(1, attentionDecodeScratchBytes(gpu, decodeShape) / 4), 'text/attn-scratch') : undefined;
+  const scaling = cfg.ropeScaling && cfg.ropeScaling.type !== 'default' ? cfg.ropeScaling : undefined;
+  const invFreq = scaling ? ropeFrequencies(hd, { theta: cfg.ropeTheta, scaling }, startPos + S) : undefined;
+  const attnScale = cfg.attentionScale;
+  const residual = cfg.residualMultiplier ?? 1;
+  if ((cfg.embeddingMultiplier ?? 1) !== 1) scale(gpu, rec, { x: h, n: S * H, alpha: cfg.embeddingMultiplier! });
   for (let l = 0; l < w.layers.length; l++) {
     const L = w.layers[l];
     rmsNorm(gpu, rec, { x: h, weight: L.inputNorm, out: n, rows: S, D: H, eps });
     linear(gpu, rec, L.qkv, n, qkv, S);
     rope(gpu, rec, {
       q: qkv, k: qkv, S, heads: nh, kvHeads: nkv, headDim: hd, theta: cfg.ropeTheta, startPos,
-      qStride: qkvCols, kStride: qkvCols, qOffset: 0, kOffset: nh * hd,
+      qStride: qkvCols, kStride: qkvCols, qOffset: 0, kOffset: nh * hd, invFreq,
     });
     kvAppend(gpu, rec, {
       kNew: qkv, vNew: qkv, kCache: cache.k[l], vCache: cache.v[l], n: S, pos: startPos, kvHeads: nkv, headDim: hd, capacity: cap,
@@ -119,21 +159,21 @@ export function llamaForward(
       // Decode: split the context over workgroups (flash-decoding) and merge.
       attentionDecode(gpu, rec, {
         q: qkv, k: cache.k[l], v: cache.v[l], out: attn, scratch, tokens: 1, kvLen: startPos + 1, heads: nh, kvHeads: nkv, headDim: hd,
-        qStride: qkvCols, kvLayout,
+        qStride: qkvCols, kvLayout, scale: attnScale,
       });
     } else {
       attentionPrefill(gpu, rec, {
         q: qkv, k: cache.k[l], v: cache.v[l], out: attn, seqLen: S, heads: nh, kvHeads: nkv, headDim: hd,
-        causal: true, past: startPos, qStride: qkvCols, qOffset: 0, kvLayout,
+        causal: true, past: startPos, qStride: qkvCols, qOffset: 0, kvLayout, scale: attnScale,
       });
     }
     linear(gpu, rec, L.o, attn, tmp, S);
-    add(gpu, rec, { a: h, b: tmp, n: S * H });
+    add(gpu, rec, { a: h, b: tmp, n: S * H, alpha: residual });
     rmsNorm(gpu, rec, { x: h, weight: L.postNorm, out: n, rows: S, D: H, eps });
     linear(gpu, rec, L.gateUp, n, gu, S);
     siluMul(gpu, rec, { gateUp: gu, out: act, rows: S, I });
     linear(gpu, rec, L.down, act, tmp, S);
-    add(gpu, rec, { a: h, b: tmp, n: S * H });
+    add(gpu, rec, { a: h, b: tmp, n: S * H, alpha: residual });
   }
   const rows = Math.min(logitRows, S);
   const last = ws.f32(rows * H, 'text/last');
@@ -141,4 +181,7 @@ export function llamaForward(
   const normed = ws.f32(rows * H, 'text/final');
   rmsNorm(gpu, rec, { x: last, weight: w.norm, out: normed, rows, D: H, eps });
   linear(gpu, rec, w.lmHead, normed, logits, rows);
+  // ÷ s as × f32(1/s): exact for the powers of two real configs use (Granite: 8, 16), else within one rounding.
+  const div = cfg.logitsDivisor ?? 1;
+  if (div !== 1) scale(gpu, rec, { x: logits, n: rows * w.lmHead.N, alpha: 1 / div });
 }

@@ -1,5 +1,6 @@
 /** Element-wise ops vs f64 references: every entry point, in place and out of place, ragged sizes, bad arguments. */
-import { add, biasAdd, copy2d, geluTanh, scale, siluMul } from '../../src/kernels/elementwise.ts';
+import { add, biasAdd, copy2d, gelu as geluExact, geluTanh, scale, siluMul } from '../../src/kernels/elementwise.ts';
+import { erf } from '../reference/primitives-ref.ts';
 import { upload, readF32 } from '../../src/gpu/io.ts';
 import { assertClose, expectReject, fmtStats, randomF32 } from '../harness/check.ts';
 import { defineCases, type CaseContext } from '../harness/cases.ts';
@@ -27,6 +28,27 @@ async function gelu({ gpu, log }: CaseContext, n: number, inPlace: boolean, seed
   const got = await readF32(gpu, out, n);
   const s = assertClose(`gelu_tanh n=${n}`, got, Array.from(x, geluTanhRef), ACT_TOL);
   log(`gelu_tanh${inPlace ? '/inplace' : ''} n=${n}: ${fmtStats(s)}`);
+  gpu.allocator.destroy(xb);
+  if (!inPlace) gpu.allocator.destroy(out);
+}
+
+export const geluRef = (x: number) => 0.5 * x * (1 + erf(x / Math.SQRT2));
+
+async function geluErf({ gpu, log }: CaseContext, n: number, inPlace: boolean, seed: number) {
+  // The whole curve, both tails (where erfc(|z|) is tiny) and the small-|x| region.
+  const x = randomF32(n, seed, 8);
+  x[0] = 60;
+  if (n > 1) x[1] = -60;
+  if (n > 2) x[2] = 1e-4;
+  const xb = upload(gpu, x);
+  const out = inPlace ? xb : gpu.allocator.create(n * 4);
+  const rec = gpu.recorder();
+  geluExact(gpu, rec, { x: xb, out: inPlace ? undefined : out, n });
+  rec.submit();
+  const got = await readF32(gpu, out, n);
+  // erfc fit (relative 1.2e-7) and WGSL exp (3 + 2|x| ULP) in f32: a few 1e-7 relative, as the tanh form.
+  const s = assertClose(`gelu n=${n}`, got, Array.from(x, geluRef), ACT_TOL);
+  log(`gelu${inPlace ? '/inplace' : ''} n=${n}: ${fmtStats(s)}`);
   gpu.allocator.destroy(xb);
   if (!inPlace) gpu.allocator.destroy(out);
 }
@@ -70,6 +92,33 @@ async function addCase({ gpu, log }: CaseContext, n: number, mode: 'out' | 'inpl
   const s = assertClose(`add ${mode} n=${n}`, got, Array.from(a, (v, i) => v + b[i]), ONE_ROUNDING);
   log(`add/${mode} n=${n}: ${fmtStats(s)}`);
   for (const x of new Set([ab, bb, out])) gpu.allocator.destroy(x);
+}
+
+async function addScaledCase({ gpu, log }: CaseContext, n: number, alpha: number, mode: 'out' | 'inplace', seed: number) {
+  const a = randomF32(n, seed), b = randomF32(n, seed + 1);
+  const ab = upload(gpu, a), bb = upload(gpu, b);
+  const out = mode === 'out' ? gpu.allocator.create(n * 4) : ab;
+  const rec = gpu.recorder();
+  add(gpu, rec, { a: ab, b: bb, out: mode === 'inplace' ? undefined : out, n, alpha });
+  rec.submit();
+  const got = await readF32(gpu, out, n);
+  const a32 = Math.fround(alpha);
+  // α·b then + a: two f32 roundings (one if fused): one ULP of the result plus one of α·b.
+  const s = assertClose(`add α=${alpha} ${mode} n=${n}`, got, Array.from(a, (v, i) => v + a32 * b[i]), { atol: 1e-7, rtol: 1.2e-7 });
+  log(`add/${mode} α=${alpha} n=${n}: ${fmtStats(s)}`);
+  for (const x of new Set([ab, bb, out])) gpu.allocator.destroy(x);
+}
+
+async function addColsCase({ gpu, log }: CaseContext, rows: number, cols: number, seed: number) {
+  const a = randomF32(rows * cols, seed), b = randomF32(rows * cols, seed + 1), g = randomF32(cols, seed + 2, 0.5);
+  const ab = upload(gpu, a), bb = upload(gpu, b), gb = upload(gpu, g);
+  const rec = gpu.recorder();
+  add(gpu, rec, { a: ab, b: bb, n: rows * cols, colScale: gb, cols });
+  rec.submit();
+  const got = await readF32(gpu, ab, rows * cols);
+  const s = assertClose(`add cols ${rows}x${cols}`, got, Array.from(a, (v, i) => v + b[i] * g[i % cols]), { atol: 1e-7, rtol: 1.2e-7 });
+  log(`add/cols ${rows}x${cols}: ${fmtStats(s)}`);
+  for (const x of [ab, bb, gb]) gpu.allocator.destroy(x);
 }
 
 async function biasCase({ gpu, log }: CaseContext, rows: number, N: number, seed: number) {
@@ -120,6 +169,9 @@ export const cases = defineCases([
   { name: 'gelu_tanh out n=1', run: (c) => gelu(c, 1, false, 1) },
   { name: 'gelu_tanh out n=1000', run: (c) => gelu(c, 1000, false, 2) },
   { name: 'gelu_tanh inplace n=3075', node: true, run: (c) => gelu(c, 3075, true, 3) },
+  { name: 'gelu (erf) out n=1', run: (c) => geluErf(c, 1, false, 31) },
+  { name: 'gelu (erf) out n=1000', node: true, run: (c) => geluErf(c, 1000, false, 32) },
+  { name: 'gelu (erf) inplace n=3075', run: (c) => geluErf(c, 3075, true, 33) },
   { name: 'silu_mul two buffers 3x37', run: (c) => siluMulCase(c, 3, 37, false, 4) },
   { name: 'silu_mul fused 5x301', node: true, run: (c) => siluMulCase(c, 5, 301, true, 5) },
   { name: 'silu_mul fused 1x1', run: (c) => siluMulCase(c, 1, 1, true, 6) },
@@ -127,6 +179,10 @@ export const cases = defineCases([
   { name: 'add inplace n=1', run: (c) => addCase(c, 1, 'inplace', 8) },
   { name: 'add inplace n=2049', run: (c) => addCase(c, 2049, 'inplace', 9) },
   { name: 'add out=b n=300', run: (c) => addCase(c, 300, 'out=b', 10) },
+  { name: 'add α=0.22 out n=777', node: true, run: (c) => addScaledCase(c, 777, 0.22, 'out', 34) },
+  { name: 'add α=-1/3 inplace n=2049', run: (c) => addScaledCase(c, 2049, -1 / 3, 'inplace', 35) },
+  { name: 'add ⊙ per-column scale 7x45 (layer scale)', node: true, run: (c) => addColsCase(c, 7, 45, 36) },
+  { name: 'add ⊙ per-column scale 1x1', run: (c) => addColsCase(c, 1, 1, 37) },
   { name: 'bias_add 7x45', run: (c) => biasCase(c, 7, 45, 11) },
   { name: 'bias_add 1x1', run: (c) => biasCase(c, 1, 1, 12) },
   { name: 'scale out n=513', run: (c) => scaleCase(c, 513, 0.125, false, 13) },
@@ -145,6 +201,12 @@ export const cases = defineCases([
       await expectReject('silu out = gate', () => siluMul(gpu, rec, { gate: b, up: c, out: b, rows: 1, I: 4 }), 'InvalidArgument');
       await expectReject('neither gate/up nor gateUp', () => siluMul(gpu, rec, { out: c, rows: 1, I: 4 } as never), 'InvalidArgument');
       await expectReject('add a = b in place', () => add(gpu, rec, { a: b, b, n: 4 }), 'InvalidArgument');
+      await expectReject('add out = b with alpha', () => add(gpu, rec, { a: b, b: c, out: c, n: 4, alpha: 2 }), 'InvalidArgument');
+      await expectReject('NaN add alpha', () => add(gpu, rec, { a: b, b: c, n: 4, alpha: NaN }), 'InvalidArgument');
+      await expectReject('colScale rows ragged', () => add(gpu, rec, { a: b, b: c, n: 5, colScale: c, cols: 2 }), 'ShapeMismatch');
+      await expectReject('colScale out of place', () => add(gpu, rec, { a: b, b: c, out: c, n: 4, colScale: c, cols: 2 }), 'InvalidArgument');
+      await expectReject('short colScale', () => add(gpu, rec, { a: b, b: c, n: 16, colScale: { buffer: c, offset: 0, size: 4 }, cols: 16 }), 'BufferTooSmall');
+      await expectReject('gelu n=0', () => geluExact(gpu, rec, { x: b, n: 0 }), 'ShapeMismatch');
       await expectReject('short bias', () => biasAdd(gpu, rec, { x: b, bias: c, rows: 1, N: 17 }), 'BufferTooSmall');
       await expectReject('NaN alpha', () => scale(gpu, rec, { x: b, n: 4, alpha: NaN }), 'InvalidArgument');
       await expectReject('stride < cols', () => copy2d(gpu, rec, { src: b, dst: c, rows: 2, cols: 4, srcStride: 3 }), 'ShapeMismatch');

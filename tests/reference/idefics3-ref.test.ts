@@ -324,7 +324,9 @@ test('Idefics3 config: derived sizes, HF defaults, typed rejections', () => {
   bad((c) => { c.text_config.num_key_value_heads = 2; }, 'heads % kv');
   bad((c) => { delete c.text_config.head_dim; c.text_config.num_attention_heads = 5; }, 'hidden % heads');
   bad((c) => { c.image_token_id = 50; }, 'image token outside vocab');
-  bad((c) => { c.vision_config.image_size = 36; }, 'image_size % patch_size');
+  // image_size not a multiple of patch_size: image_size // patch_size patches a side, as transformers (SigLIP-so400m: 384 / 14 → 27).
+  assert.equal(parseIdefics3Config({ ...tinyConfigJson(), vision_config: { ...(tinyConfigJson().vision_config as object), image_size: 36 } }).vision.patchesPerSide, 4);
+  bad((c) => { c.vision_config.patch_size = 40; }, 'patch_size > image_size');
   bad((c) => { c.vision_config.image_size = 24; }, 'patch grid % scale_factor');
   bad((c) => { c.text_config.rope_scaling = { rope_type: 'linear', factor: 2 }; }, 'rope scaling');
   bad((c) => { c.text_config.hidden_act = 'gelu'; }, 'text act');

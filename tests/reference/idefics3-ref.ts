@@ -27,185 +27,14 @@
 import { WebVLMError } from '../../src/errors.ts';
 import type { Idefics3Config } from '../../src/models/idefics3/config.ts';
 import { parseIdefics3Config } from '../../src/models/idefics3/config.ts';
+import { argmax, linear, pixelShuffle, type F64Tensor, type PixelTensor, type WeightMap } from './primitives-ref.ts';
+import { decoderForwardRef, KVCache, vitForwardRef, type DecoderRefWeights, type VitRefWeights } from './blocks-ref.ts';
 
-export interface WeightTensor { shape: number[]; data: Float32Array }
-export type WeightMap = Map<string, WeightTensor>;
-export interface F64Tensor { shape: number[]; data: Float64Array }
-/** Pixel values [frames, C, H, W], as the processor produces them (f32), or f64. */
-export interface PixelTensor { shape: number[]; data: ArrayLike<number> }
-
-// ---------------------------------------------------------------------------------------------- primitives
-
-/** y[r, o] = Σ_i x[r, i] · W[o, i] + b[o]; W row-major [outDim, inDim] (torch Linear layout). Four f64 partial sums (speed). */
-export function linear(x: Float64Array, rows: number, inDim: number, w: ArrayLike<number>, outDim: number, bias?: ArrayLike<number>): Float64Array {
-  const y = new Float64Array(rows * outDim);
-  const n4 = inDim - (inDim % 4);
-  for (let r = 0; r < rows; r++) {
-    const xo = r * inDim;
-    for (let o = 0; o < outDim; o++) {
-      const wo = o * inDim;
-      let s0 = 0, s1 = 0, s2 = 0, s3 = 0, i = 0;
-      for (; i < n4; i += 4) {
-        s0 += x[xo + i] * w[wo + i];
-        s1 += x[xo + i + 1] * w[wo + i + 1];
-        s2 += x[xo + i + 2] * w[wo + i + 2];
-        s3 += x[xo + i + 3] * w[wo + i + 3];
-      }
-      for (; i < inDim; i++) s0 += x[xo + i] * w[wo + i];
-      const s = s0 + s1 + (s2 + s3);
-      y[r * outDim + o] = bias ? s + bias[o] : s;
-    }
-  }
-  return y;
-}
-
-/** torch LayerNorm: biased variance, eps inside the sqrt. */
-export function layerNorm(x: Float64Array, rows: number, dim: number, w: ArrayLike<number>, b: ArrayLike<number>, eps: number): Float64Array {
-  const y = new Float64Array(x.length);
-  for (let r = 0; r < rows; r++) {
-    const o = r * dim;
-    let mean = 0;
-    for (let i = 0; i < dim; i++) mean += x[o + i];
-    mean /= dim;
-    let v = 0;
-    for (let i = 0; i < dim; i++) v += (x[o + i] - mean) ** 2;
-    const inv = 1 / Math.sqrt(v / dim + eps);
-    for (let i = 0; i < dim; i++) y[o + i] = (x[o + i] - mean) * inv * w[i] + b[i];
-  }
-  return y;
-}
-
-/** LlamaRMSNorm: weight · (h · rsqrt(mean(h²) + eps)); no mean subtraction, no bias. */
-export function rmsNorm(x: Float64Array, rows: number, dim: number, w: ArrayLike<number>, eps: number): Float64Array {
-  const y = new Float64Array(x.length);
-  for (let r = 0; r < rows; r++) {
-    const o = r * dim;
-    let ss = 0;
-    for (let i = 0; i < dim; i++) ss += x[o + i] * x[o + i];
-    const inv = 1 / Math.sqrt(ss / dim + eps);
-    for (let i = 0; i < dim; i++) y[o + i] = w[i] * (x[o + i] * inv);
-  }
-  return y;
-}
-
-/** `gelu_pytorch_tanh` = gelu(approximate="tanh"). */
-export function geluTanh(x: number): number {
-  return 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x * x * x)));
-}
-
-export function silu(x: number): number {
-  return x / (1 + Math.exp(-x));
-}
-
-/**
- * Default RoPE inverse frequencies, rounded as HF computes them in f32:
- * inv_freq = 1 / θ^(arange(0, hd, 2).float() / hd).
- */
-export function ropeInvFreq(headDim: number, theta: number): Float64Array {
-  const f = new Float64Array(headDim / 2);
-  for (let i = 0; i < headDim / 2; i++) f[i] = Math.fround(1 / Math.fround(theta ** Math.fround((2 * i) / headDim)));
-  return f;
-}
-
-/** rotate_half(x) = cat(−x[hd/2:], x[:hd/2]) (half split, not interleaved pairs). */
-export function rotateHalf(x: ArrayLike<number>): Float64Array {
-  const h = x.length / 2;
-  const y = new Float64Array(x.length);
-  for (let i = 0; i < h; i++) {
-    y[i] = -x[i + h];
-    y[i + h] = x[i];
-  }
-  return y;
-}
-
-/**
- * In place on `count` head vectors of `hd` values at `x[offset + k·hd]`, all at `position`:
- * x·cos + rotate_half(x)·sin with emb = cat(freqs, freqs), freqs = f32(position · inv_freq).
- */
-export function applyRope(x: Float64Array, offset: number, count: number, hd: number, position: number, invFreq: Float64Array): void {
-  const h = hd / 2;
-  for (let i = 0; i < h; i++) {
-    const angle = Math.fround(position * invFreq[i]);
-    const c = Math.cos(angle), s = Math.sin(angle);
-    for (let k = 0; k < count; k++) {
-      const o = offset + k * hd;
-      const a = x[o + i], b = x[o + i + h];
-      x[o + i] = a * c - b * s; // x1·cos + (−x2)·sin
-      x[o + i + h] = b * c + a * s; // x2·cos + x1·sin
-    }
-  }
-}
-
-/** repeat_kv: query head h reads KV head ⌊h / (nHeads / nKv)⌋ (expand on a new axis after the KV-head axis). */
-export function kvHeadFor(h: number, nHeads: number, nKv: number): number {
-  return Math.floor(h / (nHeads / nKv));
-}
-
-/**
- * Scaled dot-product attention with GQA, f64 softmax. q [Sq, nH·hd], k/v [Sk, nKv·hd] → [Sq, nH·hd].
- * causalOffset = null: no mask (vision). A number p: query row i sits at absolute position p + i and sees keys 0..p+i.
- */
-export function attention(
-  q: Float64Array, k: Float64Array, v: Float64Array, sq: number, sk: number,
-  nH: number, nKv: number, hd: number, causalOffset: number | null,
-): Float64Array {
-  const out = new Float64Array(sq * nH * hd);
-  const scale = hd ** -0.5;
-  const scores = new Float64Array(sk);
-  for (let h = 0; h < nH; h++) {
-    const kh = kvHeadFor(h, nH, nKv);
-    for (let i = 0; i < sq; i++) {
-      const n = causalOffset === null ? sk : Math.min(sk, causalOffset + i + 1);
-      const qo = (i * nH + h) * hd;
-      let max = -Infinity;
-      for (let j = 0; j < n; j++) {
-        const ko = (j * nKv + kh) * hd;
-        let s = 0;
-        for (let d = 0; d < hd; d++) s += q[qo + d] * k[ko + d];
-        s *= scale;
-        scores[j] = s;
-        if (s > max) max = s;
-      }
-      let sum = 0;
-      for (let j = 0; j < n; j++) sum += scores[j] = Math.exp(scores[j] - max);
-      const oo = (i * nH + h) * hd;
-      for (let j = 0; j < n; j++) {
-        const p = scores[j] / sum;
-        const vo = (j * nKv + kh) * hd;
-        for (let d = 0; d < hd; d++) out[oo + d] += p * v[vo + d];
-      }
-    }
-  }
-  return out;
-}
-
-/**
- * Idefics3Connector.pixel_shuffle on `frames` frames of a √seq × √seq grid of `dim` features:
- * out[f, I·(w/s) + J, (di·s + dj)·dim + d] = x[f, (I·s + di)·w + J·s + dj, d].
- * (The test checks this closed form against a literal transcription of HF's view/permute/reshape sequence.)
- */
-export function pixelShuffle(x: Float64Array, frames: number, seq: number, dim: number, s: number): Float64Array {
-  const side = Math.round(Math.sqrt(seq));
-  if (side * side !== seq || side % s !== 0) throw new WebVLMError('ShapeMismatch', `pixel_shuffle needs a square grid divisible by ${s}, got ${seq} patches`);
-  const w = side, ws = side / s, outDim = dim * s * s;
-  const y = new Float64Array(x.length);
-  for (let f = 0; f < frames; f++) {
-    const xf = f * seq * dim;
-    for (let I = 0; I < side / s; I++) {
-      for (let J = 0; J < ws; J++) {
-        const yo = xf + (I * ws + J) * outDim;
-        for (let di = 0; di < s; di++) {
-          for (let dj = 0; dj < s; dj++) {
-            const xo = xf + ((I * s + di) * w + J * s + dj) * dim;
-            const co = yo + (di * s + dj) * dim;
-            for (let d = 0; d < dim; d++) y[co + d] = x[xo + d];
-          }
-        }
-      }
-    }
-  }
-  return y;
-}
+// The primitives and the shared blocks live in primitives-ref.ts / blocks-ref.ts; re-exported for existing users.
+export {
+  applyRope, argmax, attention, erf, erfc, gelu, geluTanh, kvHeadFor, layerNorm, linear, pixelShuffle, rmsNorm, ropeInvFreq, rotateHalf, silu,
+  type F64Tensor, type PixelTensor, type WeightMap, type WeightTensor,
+} from './primitives-ref.ts';
 
 // ---------------------------------------------------------------------------------------------- weights
 
@@ -257,24 +86,13 @@ export function expectedWeightShapes(cfg: Idefics3Config): Map<string, number[]>
   return m;
 }
 
-/** KV cache: per text layer, one row [nKv·hd] of K (after RoPE) and V per position. Positions continue from `length`. */
-export class KVCache {
-  readonly k: Float64Array[][];
-  readonly v: Float64Array[][];
-  constructor(layers: number) {
-    this.k = Array.from({ length: layers }, () => []);
-    this.v = Array.from({ length: layers }, () => []);
-  }
-  get length(): number {
-    return this.k[0]?.length ?? 0;
-  }
-}
+export { KVCache };
 
 export interface TextForwardOptions {
   /** Appended to in place; a fresh cache when absent. Image features are only merged when it is empty (prefill). */
   pastKV?: KVCache;
-  /** 'all' (default): logits for every new position; 'last': only for the last one (shape [1, vocab]). */
-  logits?: 'all' | 'last';
+  /** 'all' (default): logits for every new position; 'last': only for the last one (shape [1, vocab]); n: the last n. */
+  logits?: 'all' | 'last' | number;
 }
 
 // ---------------------------------------------------------------------------------------------- model
@@ -282,7 +100,8 @@ export interface TextForwardOptions {
 export class Idefics3Reference {
   readonly config: Idefics3Config;
   private readonly w: WeightMap;
-  private readonly invFreq: Float64Array;
+  private readonly vision: VitRefWeights;
+  private readonly decoder: DecoderRefWeights;
 
   /** `config`: a parsed `Idefics3Config` or the raw `config.json` object. Checks every weight's presence and shape. */
   constructor(config: Idefics3Config | unknown, weights: WeightMap) {
@@ -297,7 +116,35 @@ export class Idefics3Reference {
         throw new WebVLMError('CorruptCheckpoint', `tensor ${name} has shape [${t.shape}] (${t.data.length} values), expected [${shape}]`);
       }
     }
-    this.invFreq = ropeInvFreq(cfg.text.headDim, cfg.text.ropeTheta);
+    // The checkpoint's names onto the blocks' roles (modeling_idefics3.py: SigLIP-style tower, Llama/Granite decoder).
+    const lin = (p: string, bias: boolean) => ({ w: this.t(`${p}.weight`), b: bias ? this.t(`${p}.bias`) : undefined });
+    const norm = (p: string) => ({ w: this.t(`${p}.weight`), b: this.t(`${p}.bias`) });
+    this.vision = {
+      patch: lin(`${V}embeddings.patch_embedding`, true),
+      pos: this.t(`${V}embeddings.position_embedding.weight`),
+      layers: Array.from({ length: cfg.vision.numHiddenLayers }, (_, l) => {
+        const P = `${V}encoder.layers.${l}.`;
+        return {
+          ln1: norm(`${P}layer_norm1`), ln2: norm(`${P}layer_norm2`),
+          q: lin(`${P}self_attn.q_proj`, true), k: lin(`${P}self_attn.k_proj`, true), v: lin(`${P}self_attn.v_proj`, true),
+          out: lin(`${P}self_attn.out_proj`, true), fc1: lin(`${P}mlp.fc1`, true), fc2: lin(`${P}mlp.fc2`, true),
+        };
+      }),
+      post: norm(`${V}post_layernorm`),
+    };
+    this.decoder = {
+      layers: Array.from({ length: cfg.text.numHiddenLayers }, (_, l) => {
+        const P = `${T}layers.${l}.`;
+        return {
+          inputNorm: this.t(`${P}input_layernorm.weight`), postNorm: this.t(`${P}post_attention_layernorm.weight`),
+          q: lin(`${P}self_attn.q_proj`, false), k: lin(`${P}self_attn.k_proj`, false), v: lin(`${P}self_attn.v_proj`, false),
+          o: lin(`${P}self_attn.o_proj`, false),
+          gate: lin(`${P}mlp.gate_proj`, false), up: lin(`${P}mlp.up_proj`, false), down: lin(`${P}mlp.down_proj`, false),
+        };
+      }),
+      norm: this.t(`${T}norm.weight`),
+      head: cfg.tieWordEmbeddings ? this.t(`${T}embed_tokens.weight`) : this.t('lm_head.weight'),
+    };
   }
 
   private t(name: string): Float32Array {
@@ -306,67 +153,8 @@ export class Idefics3Reference {
 
   /** pixel values [frames, C, H, W] (full image_size² tiles) → post-layernorm hidden states [frames, patches, D]. */
   visionForward(pixelValues: PixelTensor): F64Tensor {
-    const vc = this.config.vision;
-    const [frames, C, Hh, Ww] = pixelValues.shape;
-    if (pixelValues.shape.length !== 4 || C !== vc.numChannels || Hh !== vc.imageSize || Ww !== vc.imageSize) {
-      // Partial tiles (patch masks, bucketized position ids) never occur for SmolVLM's processor; not modelled.
-      throw new WebVLMError('ShapeMismatch', `pixel values [${pixelValues.shape}] must be [frames, ${vc.numChannels}, ${vc.imageSize}, ${vc.imageSize}]`);
-    }
-    if (pixelValues.data.length !== frames * C * Hh * Ww) throw new WebVLMError('ShapeMismatch', 'pixel values length does not match their shape');
-    const D = vc.hiddenSize, P = vc.numPatches, p = vc.patchSize, n = vc.patchesPerSide, eps = vc.layerNormEps;
-    const out = new Float64Array(frames * P * D);
-    const convW = this.t(`${V}embeddings.patch_embedding.weight`), convB = this.t(`${V}embeddings.patch_embedding.bias`);
-    const pos = this.t(`${V}embeddings.position_embedding.weight`);
-    const px = pixelValues.data;
-    const kk = C * p * p;
-    const patch = new Float64Array(kk);
-    for (let f = 0; f < frames; f++) {
-      // Conv2d(k = stride = p, valid) + bias, flatten(2).transpose(1, 2): patch index ph·n + pw;
-      // + position_embedding(identity ids) for a full tile.
-      const x = new Float64Array(P * D);
-      for (let ph = 0; ph < n; ph++) {
-        for (let pw = 0; pw < n; pw++) {
-          for (let c = 0; c < C; c++) {
-            for (let ky = 0; ky < p; ky++) {
-              const src = ((f * C + c) * Hh + ph * p + ky) * Ww + pw * p;
-              for (let kx = 0; kx < p; kx++) patch[(c * p + ky) * p + kx] = px[src + kx];
-            }
-          }
-          const pi = ph * n + pw;
-          for (let d = 0; d < D; d++) {
-            let s = convB[d];
-            const wo = d * kk;
-            for (let i = 0; i < kk; i++) s += convW[wo + i] * patch[i];
-            x[pi * D + d] = s + pos[pi * D + d];
-          }
-        }
-      }
-      let h: Float64Array = x;
-      for (let l = 0; l < vc.numHiddenLayers; l++) h = this.encoderLayer(h, l);
-      out.set(layerNorm(h, P, D, this.t(`${V}post_layernorm.weight`), this.t(`${V}post_layernorm.bias`), eps), f * P * D);
-    }
-    return { shape: [frames, P, D], data: out };
-  }
-
-  private encoderLayer(x: Float64Array, l: number): Float64Array {
-    const vc = this.config.vision;
-    const D = vc.hiddenSize, P = vc.numPatches, eps = vc.layerNormEps, I = vc.intermediateSize;
-    const p = `${V}encoder.layers.${l}.`;
-    const lin = (h: Float64Array, name: string, inDim: number, outDim: number) =>
-      linear(h, P, inDim, this.t(`${p}${name}.weight`), outDim, this.t(`${p}${name}.bias`));
-    // x + attn(LN1(x)): scale head_dim^-0.5, no mask for full tiles.
-    const h1 = layerNorm(x, P, D, this.t(`${p}layer_norm1.weight`), this.t(`${p}layer_norm1.bias`), eps);
-    const q = lin(h1, 'self_attn.q_proj', D, D), k = lin(h1, 'self_attn.k_proj', D, D), v = lin(h1, 'self_attn.v_proj', D, D);
-    const a = lin(attention(q, k, v, P, P, vc.numAttentionHeads, vc.numAttentionHeads, vc.headDim, null), 'self_attn.out_proj', D, D);
-    const r1 = new Float64Array(x.length);
-    for (let i = 0; i < x.length; i++) r1[i] = x[i] + a[i];
-    // x + fc2(gelu_tanh(fc1(LN2(x)))).
-    const h2 = layerNorm(r1, P, D, this.t(`${p}layer_norm2.weight`), this.t(`${p}layer_norm2.bias`), eps);
-    const m = lin(h2, 'mlp.fc1', D, I);
-    for (let i = 0; i < m.length; i++) m[i] = geluTanh(m[i]);
-    const o = lin(m, 'mlp.fc2', I, D);
-    for (let i = 0; i < r1.length; i++) r1[i] += o[i];
-    return r1;
+    // Partial tiles (patch masks, bucketized position ids) never occur for SmolVLM's processor; not modelled.
+    return vitForwardRef(this.config.vision, this.vision, pixelValues);
   }
 
   /** vision hidden states [frames, patches, D] → image features [frames, imageSeqLen, text hidden]. */
@@ -403,18 +191,20 @@ export class Idefics3Reference {
   }
 
   /**
-   * Llama decoder over `inputIds` (new tokens only when `pastKV` holds earlier ones) → logits [S (or 1), vocab].
-   * In the prefill (empty cache) the `<image>` positions take the image features in order (masked_scatter);
-   * while decoding an `<image>` id keeps its token embedding (HF: past_seen_tokens == 0 guard).
+   * Llama (or Granite) decoder over `inputIds` (new tokens only when `pastKV` holds earlier ones) → logits
+   * [S (or 1), vocab]. In the prefill (empty cache) the `<image>` positions take the image features in order
+   * (masked_scatter); while decoding an `<image>` id keeps its token embedding (HF: past_seen_tokens == 0 guard).
+   * Granite's embedding_multiplier then scales the merged rows (GraniteModel.forward); logits_scaling is not applied
+   * (Idefics3ForConditionalGeneration's own lm_head).
    */
   textForward(inputIds: ArrayLike<number>, imageFeatures?: F64Tensor | null, opts: TextForwardOptions = {}): { logits: F64Tensor; pastKV: KVCache } {
     const cfg = this.config, tc = cfg.text;
-    const S = inputIds.length, H = tc.hiddenSize, hd = tc.headDim, nH = tc.numAttentionHeads, nKv = tc.numKeyValueHeads;
+    const S = inputIds.length, H = tc.hiddenSize;
     const cache = opts.pastKV ?? new KVCache(tc.numHiddenLayers);
     const past = cache.length;
     if (S === 0) throw new WebVLMError('InvalidArgument', 'textForward needs at least one token');
     const emb = this.t(`${T}embed_tokens.weight`);
-    let x: Float64Array = new Float64Array(S * H);
+    const x: Float64Array = new Float64Array(S * H);
     for (let i = 0; i < S; i++) {
       const id = inputIds[i];
       if (!Number.isInteger(id) || id < 0 || id >= tc.vocabSize) throw new WebVLMError('InvalidArgument', `token id ${id} at ${i} is outside the vocabulary`);
@@ -432,43 +222,10 @@ export class Idefics3Reference {
       }
       if (r !== rows) throw new WebVLMError('ShapeMismatch', `image features and image tokens do not match: ${r} <image> tokens, ${rows} feature rows`);
     }
-    for (let l = 0; l < tc.numHiddenLayers; l++) {
-      const p = `${T}layers.${l}.`;
-      // x + o_proj(attn(RoPE(q), RoPE(k), v)) on RMSNorm(x); K/V appended to the cache after RoPE.
-      const h = rmsNorm(x, S, H, this.t(`${p}input_layernorm.weight`), tc.rmsNormEps);
-      const q = linear(h, S, H, this.t(`${p}self_attn.q_proj.weight`), nH * hd);
-      const k = linear(h, S, H, this.t(`${p}self_attn.k_proj.weight`), nKv * hd);
-      const v = linear(h, S, H, this.t(`${p}self_attn.v_proj.weight`), nKv * hd);
-      for (let i = 0; i < S; i++) {
-        applyRope(q, i * nH * hd, nH, hd, past + i, this.invFreq);
-        applyRope(k, i * nKv * hd, nKv, hd, past + i, this.invFreq);
-        cache.k[l].push(k.slice(i * nKv * hd, (i + 1) * nKv * hd));
-        cache.v[l].push(v.slice(i * nKv * hd, (i + 1) * nKv * hd));
-      }
-      const total = past + S;
-      const kAll = new Float64Array(total * nKv * hd), vAll = new Float64Array(total * nKv * hd);
-      for (let j = 0; j < total; j++) {
-        kAll.set(cache.k[l][j], j * nKv * hd);
-        vAll.set(cache.v[l][j], j * nKv * hd);
-      }
-      const a = linear(attention(q, kAll, vAll, S, total, nH, nKv, hd, past), S, nH * hd, this.t(`${p}self_attn.o_proj.weight`), H);
-      for (let i = 0; i < x.length; i++) x[i] += a[i];
-      // x + down(silu(gate(RMSNorm(x))) · up(RMSNorm(x))).
-      const h2 = rmsNorm(x, S, H, this.t(`${p}post_attention_layernorm.weight`), tc.rmsNormEps);
-      const g = linear(h2, S, H, this.t(`${p}mlp.gate_proj.weight`), tc.intermediateSize);
-      const u = linear(h2, S, H, this.t(`${p}mlp.up_proj.weight`), tc.intermediateSize);
-      for (let i = 0; i < g.length; i++) g[i] = silu(g[i]) * u[i];
-      const m = linear(g, S, tc.intermediateSize, this.t(`${p}mlp.down_proj.weight`), H);
-      for (let i = 0; i < x.length; i++) x[i] += m[i];
-    }
-    let rows = S;
-    if (opts.logits === 'last') {
-      x = x.slice((S - 1) * H);
-      rows = 1;
-    }
-    const normed = rmsNorm(x, rows, H, this.t(`${T}norm.weight`), tc.rmsNormEps);
-    const head = cfg.tieWordEmbeddings ? emb : this.t('lm_head.weight');
-    return { logits: { shape: [rows, tc.vocabSize], data: linear(normed, rows, H, head, tc.vocabSize) }, pastKV: cache };
+    // The text config is the decoder config (logitsDivisor unset: logits_scaling is not Idefics3's).
+    const rows = opts.logits === 'last' ? 1 : typeof opts.logits === 'number' ? opts.logits : S;
+    const logits = decoderForwardRef(tc, this.decoder, x, cache, rows);
+    return { logits, pastKV: cache };
   }
 
   /** Full forward (no cache): logits [S, vocab] for `inputIds` with the images of `pixelValues` merged. */
@@ -497,13 +254,6 @@ export class Idefics3Reference {
     }
     return out;
   }
-}
-
-/** First index of the maximum (torch.argmax picks the first on ties). */
-export function argmax(x: ArrayLike<number>): number {
-  let best = 0;
-  for (let i = 1; i < x.length; i++) if (x[i] > x[best]) best = i;
-  return best;
 }
 
 function isParsed(c: unknown): c is Idefics3Config {

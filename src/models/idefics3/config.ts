@@ -2,16 +2,28 @@
  * Typed parser/validator for an Idefics3 (SmolVLM) `config.json`.
  *
  * Defaults are Hugging Face's (transformers `models/idefics3/configuration_idefics3.py` for the top level and
- * `Idefics3VisionConfig`, `models/llama/configuration_llama.py` for `text_config`), so a key missing from the
- * JSON means what it means to transformers. What we refuse — with `WebVLMError('UnsupportedModel')` — is what
- * transformers would refuse, what our kernels do not implement (other activations, RoPE scaling, biases in the
- * Llama projections), and keys that are inconsistent with each other (e.g. heads not dividing the hidden size,
- * an image token outside the vocabulary). `vision_config` and `text_config` must be present: transformers would
- * fall back to Idefics3-8B / Llama-7B sizes, which is never what a small-VLM checkpoint means.
+ * `Idefics3VisionConfig`, `models/llama/configuration_llama.py` / `models/granite/configuration_granite.py` for
+ * `text_config`), so a key missing from the JSON means what it means to transformers. What we refuse — with
+ * `WebVLMError('UnsupportedModel')` — is what transformers would refuse, what this family's checkpoints do not use
+ * and we have not checked for it (other activations, RoPE scaling, biases in the decoder projections: the shared
+ * decoder implements them, models/llama.ts, but no Idefics3 checkpoint has them), and keys that are inconsistent
+ * with each other (e.g. heads not dividing the hidden size, an image token outside the vocabulary). `vision_config`
+ * and `text_config` must be present: transformers would fall back to Idefics3-8B / Llama-7B sizes, which is never
+ * what a small-VLM checkpoint means.
+ *
+ * `text_config.model_type` 'llama' (SmolVLM, and Granite-Docling-258M, whose "Granite 165M" decoder is saved as a
+ * Llama) or 'granite' (`GraniteModel`: Llama + four multipliers). Idefics3 builds its text model with
+ * `AutoModel.from_config(text_config)` and applies its own `lm_head`, so a Granite text config's
+ * `embedding_multiplier` (× the merged inputs_embeds, image rows included), `attention_multiplier` (the attention
+ * scale, replacing hd^-0.5; HF default 1.0) and `residual_multiplier` act, while `logits_scaling` (applied only by
+ * `GraniteForCausalLM.forward`) does not: it is parsed, validated and kept as `logitsScaling`, never applied.
  */
 import { WebVLMError } from '../../errors.ts';
+import type { DecoderConfig } from '../llama.ts';
+import type { VitConfig } from '../siglip.ts';
+import { parseRope } from '../rope-scaling.ts';
 
-export interface Idefics3VisionConfig {
+export interface Idefics3VisionConfig extends VitConfig {
   hiddenSize: number;
   intermediateSize: number;
   numHiddenLayers: number;
@@ -29,7 +41,9 @@ export interface Idefics3VisionConfig {
   layerNormEps: number;
 }
 
-export interface Idefics3TextConfig {
+export interface Idefics3TextConfig extends DecoderConfig {
+  /** text_config `model_type`. */
+  textModelType: 'llama' | 'granite';
   vocabSize: number;
   hiddenSize: number;
   intermediateSize: number;
@@ -46,10 +60,18 @@ export interface Idefics3TextConfig {
   /** text_config `eos_token_id` as a list (may be empty); generation_config.json may say otherwise. */
   eosTokenIds: number[];
   padTokenId: number | null;
+  /** Granite's attention_multiplier (llama: absent, i.e. hd^-0.5). */
+  attentionScale?: number;
+  /** Granite's embedding_multiplier / residual_multiplier (llama: absent, i.e. 1). */
+  embeddingMultiplier?: number;
+  residualMultiplier?: number;
+  /** Granite's logits_scaling as written (default 1): Idefics3 does not apply it (see the file comment). */
+  logitsScaling?: number;
 }
 
 export interface Idefics3Config {
-  modelType: 'idefics3';
+  /** 'idefics3'; a family of the same architecture that reuses this parse sets its own (smolvlm: 'smolvlm'). */
+  modelType: string;
   imageTokenId: number;
   scaleFactor: number;
   /** Top-level `tie_word_embeddings` (Idefics3Config default false): lm_head shares embed_tokens. */
@@ -128,8 +150,10 @@ function parseVision(vc: Json): Idefics3VisionConfig {
   if (hiddenAct !== 'gelu_pytorch_tanh') fail(`${w}.hidden_act ${JSON.stringify(hiddenAct)} is not supported (only gelu_pytorch_tanh)`);
   // Idefics3VisionAttention raises on this.
   if (hiddenSize % numAttentionHeads !== 0) fail(`${w}.hidden_size ${hiddenSize} is not divisible by num_attention_heads ${numAttentionHeads}`);
-  if (imageSize % patchSize !== 0) fail(`${w}.image_size ${imageSize} is not a multiple of patch_size ${patchSize}`);
-  const patchesPerSide = imageSize / patchSize;
+  if (patchSize > imageSize) fail(`${w}.patch_size ${patchSize} exceeds image_size ${imageSize}`);
+  // Conv2d(k = stride = p, "valid"): image_size // patch_size patches a side (transformers' num_patches_per_side);
+  // the last image_size % p pixel rows and columns are never read (SigLIP-so400m: 384 px, p 14 → 27, 6 px unread).
+  const patchesPerSide = Math.floor(imageSize / patchSize);
   return {
     hiddenSize, intermediateSize, numHiddenLayers, numAttentionHeads, headDim: hiddenSize / numAttentionHeads,
     numChannels, imageSize, patchSize, patchesPerSide, numPatches: patchesPerSide * patchesPerSide,
@@ -137,29 +161,33 @@ function parseVision(vc: Json): Idefics3VisionConfig {
   };
 }
 
-function ropeTheta(tc: Json, w: string): number {
-  // transformers ≤ 4.5x: `rope_theta` + `rope_scaling`; v5: `rope_parameters: {rope_type, rope_theta}`.
-  const params = tc.rope_parameters;
-  if (params !== undefined && params !== null) {
-    if (!isObject(params)) fail(`${w}.rope_parameters must be an object`);
-    const type = params.rope_type ?? params.type ?? 'default';
-    if (type !== 'default') fail(`${w}.rope_parameters.rope_type ${JSON.stringify(type)} is not supported (only default RoPE)`);
-    if (params.partial_rotary_factor !== undefined && params.partial_rotary_factor !== 1) fail(`${w}.rope_parameters.partial_rotary_factor is not supported`);
-    if (params.rope_theta !== undefined) return num(params, 'rope_theta', `${w}.rope_parameters`, 10000);
+function ropeTheta(tc: Json, w: string, maxPositions: number): number {
+  // transformers ≤ 4.5x: `rope_theta` + `rope_scaling`; v5: `rope_parameters: {rope_type, rope_theta}` (rope-scaling.ts).
+  const rope = parseRope(tc, w, maxPositions);
+  if (rope.scaling.type !== 'default') {
+    fail(`${w} rope type ${JSON.stringify(rope.scaling.type)} is not supported for Idefics3 (no checkpoint of this family uses RoPE scaling; only default RoPE)`);
   }
-  const scaling = tc.rope_scaling;
-  if (scaling !== undefined && scaling !== null) {
-    if (!isObject(scaling)) fail(`${w}.rope_scaling must be an object or null`);
-    const type = scaling.rope_type ?? scaling.type;
-    if (type !== 'default') fail(`${w}.rope_scaling type ${JSON.stringify(type)} is not supported (only default RoPE)`);
-  }
-  return num(tc, 'rope_theta', w, 10000);
+  return rope.theta;
 }
+
+/** Granite's multipliers (GraniteConfig defaults 1.0 each; positive finite numbers). */
+function graniteMultipliers(tc: Json, w: string): Pick<Idefics3TextConfig, 'attentionScale' | 'embeddingMultiplier' | 'residualMultiplier' | 'logitsScaling'> {
+  return {
+    attentionScale: num(tc, 'attention_multiplier', w, 1),
+    embeddingMultiplier: num(tc, 'embedding_multiplier', w, 1),
+    residualMultiplier: num(tc, 'residual_multiplier', w, 1),
+    logitsScaling: num(tc, 'logits_scaling', w, 1),
+  };
+}
+
+const GRANITE_ONLY = ['attention_multiplier', 'embedding_multiplier', 'residual_multiplier', 'logits_scaling'];
 
 function parseText(tc: Json): Idefics3TextConfig {
   const w = 'text_config';
   const modelType = tc.model_type ?? 'llama'; // Idefics3Config fills "llama" when absent
-  if (modelType !== 'llama') fail(`${w}.model_type ${JSON.stringify(modelType)} is not supported (only llama)`);
+  if (modelType !== 'llama' && modelType !== 'granite') fail(`${w}.model_type ${JSON.stringify(modelType)} is not supported (llama or granite)`);
+  // LlamaModel ignores these keys: a llama config carrying them means a different model than the one it would build.
+  if (modelType === 'llama') for (const k of GRANITE_ONLY) if (tc[k] !== undefined && tc[k] !== null) fail(`${w}.${k} is a Granite key, but model_type is "llama"`);
   // Defaults: LlamaConfig.__init__.
   const vocabSize = int(tc, 'vocab_size', w, 32000);
   const hiddenSize = int(tc, 'hidden_size', w, 4096);
@@ -191,9 +219,10 @@ function parseText(tc: Json): Idefics3TextConfig {
   const eosList = eos === null || eos === undefined ? [] : Array.isArray(eos) ? eos : [eos];
   for (const e of eosList) if (typeof e !== 'number' || !Number.isInteger(e) || e < 0) fail(`${w}.eos_token_id must be token id(s), got ${JSON.stringify(eos)}`);
   return {
-    vocabSize, hiddenSize, intermediateSize, numHiddenLayers, numAttentionHeads, numKeyValueHeads, headDim,
-    hiddenAct, rmsNormEps, ropeTheta: ropeTheta(tc, w), maxPositionEmbeddings,
+    textModelType: modelType, vocabSize, hiddenSize, intermediateSize, numHiddenLayers, numAttentionHeads, numKeyValueHeads, headDim,
+    hiddenAct, rmsNormEps, ropeTheta: ropeTheta(tc, w, maxPositionEmbeddings), maxPositionEmbeddings,
     bosTokenId: optId(tc, 'bos_token_id', w, 1), eosTokenIds: eosList as number[], padTokenId: optId(tc, 'pad_token_id', w, null),
+    ...(modelType === 'granite' ? graniteMultipliers(tc, w) : {}),
   };
 }
 

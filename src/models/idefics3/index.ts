@@ -1,6 +1,7 @@
 /**
- * The Idefics3 family (transformers `models/idefics3/`): SmolVLM-256M/500M/2.2B-Instruct. SigLIP tower → pixel-shuffle
- * connector → Llama decoder; the processor splits images into 512-px tiles plus a global frame.
+ * The Idefics3 family (transformers `models/idefics3/`): SmolVLM-256M/500M/2.2B-Instruct, Granite-Docling-258M (a
+ * SigLIP2-base tower in the same layout, a Llama-typed decoder, tied head). SigLIP tower → pixel-shuffle connector →
+ * Llama (or Granite) decoder; the processor splits images into 512-px tiles plus a global frame.
  */
 import { WebVLMError } from '../../errors.ts';
 import type { ModelFamily } from '../family.ts';
@@ -12,7 +13,7 @@ import { Idefics3Model, visionChunkFrames } from './model.ts';
 export const idefics3Family: ModelFamily<Idefics3Config> = {
   name: 'idefics3',
   modelTypes: ['idefics3'],
-  examples: ['HuggingFaceTB/SmolVLM-256M-Instruct', 'HuggingFaceTB/SmolVLM-500M-Instruct'],
+  examples: ['HuggingFaceTB/SmolVLM-256M-Instruct', 'HuggingFaceTB/SmolVLM-500M-Instruct', 'ibm-granite/granite-docling-258M'],
   parseConfig: parseIdefics3Config,
   tensorPlan: idefics3Plan,
   layerCount: (cfg) => cfg.text.numHiddenLayers + cfg.vision.numHiddenLayers,
