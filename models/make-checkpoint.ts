@@ -85,18 +85,20 @@ export interface PlannedFile {
   bytes: number;
 }
 
-const BF16_BYTES = 2;
+/** The dtype the weights are written in: BF16 (SmolVLM's checkpoints) or F32 (SmolVLM2's, `torch_dtype: float32`). */
+export type WeightDtype = 'BF16' | 'F32';
+const DTYPE_BYTES: Record<WeightDtype, number> = { BF16: 2, F32: 4 };
 const numel = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 
 /** The safetensors file for these tensors, as the safetensors library lays it out (without writing any data). */
-export function planSafetensors(name: string, specs: readonly TensorSpec[]): PlannedFile {
+export function planSafetensors(name: string, specs: readonly TensorSpec[], dtype: WeightDtype = 'BF16'): PlannedFile {
   const sorted = [...specs].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const header: Record<string, unknown> = { __metadata__: { format: 'pt' } };
   const tensors: PlannedTensor[] = [];
   let at = 0;
   for (const s of sorted) {
-    const end = at + numel(s.shape) * BF16_BYTES;
-    header[s.name] = { dtype: 'BF16', shape: s.shape, data_offsets: [at, end] };
+    const end = at + numel(s.shape) * DTYPE_BYTES[dtype];
+    header[s.name] = { dtype, shape: s.shape, data_offsets: [at, end] };
     tensors.push({ ...s, begin: at, end });
     at = end;
   }
@@ -107,13 +109,13 @@ export function planSafetensors(name: string, specs: readonly TensorSpec[]): Pla
 }
 
 /** Splits name-sorted tensors into shards of at most `shardBytes` of data (HF naming: model-00001-of-00003.safetensors). */
-export function planShards(specs: readonly TensorSpec[], shardBytes: number): PlannedFile[] {
+export function planShards(specs: readonly TensorSpec[], shardBytes: number, dtype: WeightDtype = 'BF16'): PlannedFile[] {
   const sorted = [...specs].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const groups: TensorSpec[][] = [];
   let cur: TensorSpec[] = [];
   let curBytes = 0;
   for (const s of sorted) {
-    const b = numel(s.shape) * BF16_BYTES;
+    const b = numel(s.shape) * DTYPE_BYTES[dtype];
     if (cur.length && curBytes + b > shardBytes) {
       groups.push(cur);
       cur = [];
@@ -124,7 +126,7 @@ export function planShards(specs: readonly TensorSpec[], shardBytes: number): Pl
   }
   if (cur.length) groups.push(cur);
   const n = String(groups.length).padStart(5, '0');
-  return groups.map((g, i) => planSafetensors(`model-${String(i + 1).padStart(5, '0')}-of-${n}.safetensors`, g));
+  return groups.map((g, i) => planSafetensors(`model-${String(i + 1).padStart(5, '0')}-of-${n}.safetensors`, g, dtype));
 }
 
 // ---- deterministic random bf16 ----
@@ -191,19 +193,31 @@ export function* tensorPieces(spec: TensorSpec, seed: number, pieceElems = 1 << 
       buf[i] = table[s & 0xffff];
       buf[i + 1] = table[s >>> 16]; // one past m on an odd count; never emitted
     }
-    yield new Uint8Array(buf.buffer, 0, m * BF16_BYTES);
+    yield new Uint8Array(buf.buffer, 0, m * 2);
     done += m;
   }
 }
 
-async function writeSafetensors(path: string, plan: PlannedFile, seed: number): Promise<void> {
+/** Writes a planned file; `F32` writes the same bf16-valued draws widened exactly (bf16 bits << 16). */
+export async function writeSafetensors(path: string, plan: PlannedFile, seed: number, dtype: WeightDtype = 'BF16'): Promise<void> {
   const fh = await open(path, 'w');
   try {
     const len = new Uint8Array(8);
     new DataView(len.buffer).setBigUint64(0, BigInt(plan.header.length), true);
     await fh.write(len);
     await fh.write(plan.header);
-    for (const t of plan.tensors) for (const piece of tensorPieces(t, seed)) await fh.write(piece);
+    for (const t of plan.tensors) {
+      for (const piece of tensorPieces(t, seed)) {
+        if (dtype === 'BF16') {
+          await fh.write(piece);
+          continue;
+        }
+        const h = new Uint16Array(piece.buffer, piece.byteOffset, piece.length >>> 1);
+        const w = new Uint32Array(h.length);
+        for (let i = 0; i < h.length; i++) w[i] = h[i] << 16;
+        await fh.write(new Uint8Array(w.buffer));
+      }
+    }
   } finally {
     await fh.close();
   }

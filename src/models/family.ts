@@ -89,6 +89,8 @@ export interface FamilyFiles {
   config: Json;
   preprocessorConfig: Json;
   processorConfig: Json | null;
+  /** tokenizer_config.json (e.g. SmolVLM's token-string attributes); absent when a caller has none. */
+  tokenizerConfig?: Json | null;
 }
 
 export interface ModelFamily<C extends VlmConfig = VlmConfig> {

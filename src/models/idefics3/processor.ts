@@ -57,7 +57,7 @@ export function parseProcessorConfig(preprocessorConfig: unknown, processorConfi
   if (seq === undefined && modelConfig !== undefined) {
     const m = obj(modelConfig);
     const v = obj(m.vision_config);
-    const n = Number(v.image_size ?? 224) / Number(v.patch_size ?? 32);
+    const n = Math.floor(Number(v.image_size ?? 224) / Number(v.patch_size ?? 32)); // patches a side: image_size // patch_size
     seq = (n * n) / Number(m.scale_factor ?? 2) ** 2;
   }
   const cfg: Idefics3ProcessorConfig = {
