@@ -15,6 +15,8 @@ export interface PixelPipeline {
   doNormalize: boolean;
   imageMean: [number, number, number];
   imageStd: [number, number, number];
+  /** The PIL filter of the plan's resizes; absent: 'lanczos' (Idefics3). InternVL: 'bicubic' (CPU path only). */
+  resample?: 'lanczos' | 'bicubic';
 }
 
 export interface Size {
@@ -41,7 +43,7 @@ export function detailToPlanOptions(detail: ImageDetail | string | undefined, ma
 export interface ImagePlan {
   mode: Tiler;
   original: Size;
-  /** PIL Lanczos resizes applied in order before tiling (a same-size step is a copy). */
+  /** PIL resizes (the pipeline's `resample` filter) applied in order before tiling (a same-size step is a copy). */
   resizes: Size[];
   /** The image the tiles are cut from (tile-multiple sides), or the single frame (tile×tile). */
   resized: Size;

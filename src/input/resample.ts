@@ -83,12 +83,36 @@ const tapCache = new Map<string, Taps>();
  * kernel by the scale factor (antialiasing); upscaling keeps support 3. Pixel centres at i + 0.5.
  */
 export function lanczosTaps(inSize: number, outSize: number): Taps {
-  const key = `${inSize}:${outSize}`;
+  return filterTaps(inSize, outSize, 'lanczos');
+}
+
+/**
+ * PIL's BICUBIC filter (`bicubic_filter` in Resample.c, a = −0.5, support 2): the same separable scheme as
+ * LANCZOS (support stretched by the downscale factor, normalised taps in 22-bit fixed point).
+ */
+export function bicubic(x: number): number {
+  const a = -0.5;
+  if (x < 0) x = -x;
+  if (x < 1) return ((a + 2) * x - (a + 3)) * x * x + 1;
+  if (x < 2) return (((x - 5) * x + 8) * x - 4) * a;
+  return 0;
+}
+
+/** Taps of a 1-D PIL BICUBIC resample from `inSize` to `outSize` samples (see `lanczosTaps`). */
+export function bicubicTaps(inSize: number, outSize: number): Taps {
+  return filterTaps(inSize, outSize, 'bicubic');
+}
+
+const FILTERS = { lanczos: { fn: lanczos3, support: 3 }, bicubic: { fn: bicubic, support: 2 } } as const;
+
+function filterTaps(inSize: number, outSize: number, kind: keyof typeof FILTERS): Taps {
+  const key = `${kind}:${inSize}:${outSize}`;
   const hit = tapCache.get(key);
   if (hit) return hit;
+  const filter = FILTERS[kind].fn;
   const scale = inSize / outSize;
   const filterscale = Math.max(scale, 1);
-  const support = 3 * filterscale;
+  const support = FILTERS[kind].support * filterscale;
   const ksize = Math.ceil(support) * 2 + 1;
   const start = new Int32Array(outSize);
   const count = new Int32Array(outSize);
@@ -104,7 +128,7 @@ export function lanczosTaps(inSize: number, outSize: number): Taps {
     const base = xx * ksize;
     let sum = 0;
     for (let x = 0; x < xmax; x++) {
-      const w = lanczos3((x + xmin - center + 0.5) * inv);
+      const w = filter((x + xmin - center + 0.5) * inv);
       weights[base + x] = w;
       sum += w;
     }
@@ -206,6 +230,15 @@ function passVertical(src: Uint8Array, w: number, c: number, offset: number, t: 
  * horizontal pass first (only over the rows the vertical pass reads), uint8 in between, then vertical.
  */
 export function resizeLanczosRaw(img: PixelImage, width: number, height: number): PixelImage {
+  return resizeRaw(img, width, height, lanczosTaps);
+}
+
+/** PIL's 8-bit BICUBIC resize of every channel independently (no alpha handling); the scheme of `resizeLanczosRaw`. */
+export function resizeBicubicRaw(img: PixelImage, width: number, height: number): PixelImage {
+  return resizeRaw(img, width, height, bicubicTaps);
+}
+
+function resizeRaw(img: PixelImage, width: number, height: number, taps: (inSize: number, outSize: number) => Taps): PixelImage {
   validateImage(img);
   checkSize(width, height);
   const { width: inW, height: inH, channels: c } = img;
@@ -213,12 +246,12 @@ export function resizeLanczosRaw(img: PixelImage, width: number, height: number)
   const needH = width !== inW;
   const needV = height !== inH;
   if (!needH && !needV) return { data: new Uint8Array(img.data), width, height, channels: c };
-  const tv = lanczosTaps(inH, height);
-  if (!needV) return { data: passHorizontal(src, inW, c, 0, inH, lanczosTaps(inW, width)), width, height, channels: c };
+  const tv = taps(inH, height);
+  if (!needV) return { data: passHorizontal(src, inW, c, 0, inH, taps(inW, width)), width, height, channels: c };
   if (!needH) return { data: passVertical(src, inW, c, 0, tv), width, height, channels: c };
   const first = tv.start[0];
   const last = tv.start[height - 1] + tv.count[height - 1];
-  const tmp = passHorizontal(src, inW, c, first, last - first, lanczosTaps(inW, width));
+  const tmp = passHorizontal(src, inW, c, first, last - first, taps(inW, width));
   return { data: passVertical(tmp, width, c, first, tv), width, height, channels: c };
 }
 
@@ -331,12 +364,26 @@ export function toRgb(img: PixelImage): PixelImage {
   return { data: out, width: img.width, height: img.height, channels: 3 };
 }
 
+/** PIL `Image.convert('RGB')`: RGBA loses its alpha (no compositing), gray is replicated, RGB is copied. */
+export function toRgbDropAlpha(img: PixelImage): PixelImage {
+  validateImage(img);
+  const n = img.width * img.height, c = img.channels, d = img.data;
+  const out = new Uint8Array(n * 3);
+  for (let i = 0; i < n; i++) for (let ch = 0; ch < 3; ch++) out[i * 3 + ch] = c === 1 ? d[i] : d[i * c + ch];
+  return { data: out, width: img.width, height: img.height, channels: 3 };
+}
+
 export interface NormalizeOptions {
   rescaleFactor: number;
   mean: readonly [number, number, number];
   std: readonly [number, number, number];
   doRescale?: boolean;
   doNormalize?: boolean;
+  /**
+   * Rescale as torchvision's `ToTensor` does (`uint8.float().div(d)` in float32, InternVL's `build_transform`) instead
+   * of transformers' float64 multiply by `rescaleFactor`.
+   */
+  rescaleDivisor?: number;
 }
 
 /**
@@ -349,7 +396,7 @@ export function normalizationTable(o: NormalizeOptions): Float32Array {
     const mean = Math.fround(o.mean[ch]);
     const std = Math.fround(o.std[ch]);
     for (let v = 0; v < 256; v++) {
-      let x = o.doRescale === false ? v : Math.fround(v * o.rescaleFactor);
+      let x = o.doRescale === false ? v : o.rescaleDivisor !== undefined ? Math.fround(v / o.rescaleDivisor) : Math.fround(v * o.rescaleFactor);
       if (o.doNormalize !== false) x = Math.fround(Math.fround(x - mean) / std);
       lut[ch * 256 + v] = x;
     }

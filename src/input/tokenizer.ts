@@ -228,9 +228,12 @@ export class Tokenizer {
     return this.added.get(id)?.special === true;
   }
 
-
-/** Renders the checkpoint's chat template (Jinja) for OpenAI-style messages. */
-  applyChatTemplate(messages: ReadonlyArray<ChatMessage>, opts: { addGenerationPrompt?: boolean } = {}): string {
+  /**
+   * Renders the checkpoint's chat template (Jinja) for OpenAI-style messages.
+   * `textAsString`: a message of text parts only is passed as one string, as HF passes string content (templates
+   * that concatenate `message['content']`, e.g. InternVL's system turn, need it; list-iterating templates do not).
+   */
+  applyChatTemplate(messages: ReadonlyArray<ChatMessage>, opts: { addGenerationPrompt?: boolean; textAsString?: boolean } = {}): string {
     if (this.chatTemplate === undefined) throw new WebVLMError('UnsupportedModel', 'The checkpoint has no chat template.');
     try {
       this.template ??= new Template(this.chatTemplate);
@@ -240,7 +243,9 @@ export class Tokenizer {
     const c = this.config;
     try {
       return this.template.render({
-        messages: toTemplateMessages(messages),
+        messages: opts.textAsString
+          ? toTemplateMessages(messages).map((m) => (m.content.every((p) => p.type === 'text') ? { role: m.role, content: m.content.map((p) => (p as { text: string }).text).join('') } : m))
+          : toTemplateMessages(messages),
         add_generation_prompt: opts.addGenerationPrompt ?? false,
         bos_token: tokenString(c.bos_token) ?? '',
         eos_token: tokenString(c.eos_token) ?? '',

@@ -260,6 +260,8 @@ export function preprocessImage(gpu: GpuContext, rec: Recorder, args: Preprocess
   checkImageSize(K, 'image', width, height);
   checkFormat(K, format);
   requireDims(K, { outOffset }, { allowZero: true });
+  // The GPU resampler runs PIL's LANCZOS (and NEAREST for gray); a BICUBIC pipeline (InternVL) is prepared on the CPU.
+  if ((config.resample ?? 'lanczos') !== 'lanczos') throw new WebVLMError('UnsupportedFeature', `${K}: the ${config.resample} filter is not implemented on the GPU; prepare these pixels on the CPU.`);
   const { final } = checkPlan(K, plan, config, width, height);
   const M = config.tileSize;
   requireBytes(K, 'image', args.image, width * height * 4);

@@ -5,8 +5,14 @@
 import { WebVLMError } from '../errors.ts';
 import type { ModelFamily, VlmConfig } from './family.ts';
 import { idefics3Family } from './idefics3/index.ts';
+import { smolvlmFamily } from './smolvlm/index.ts';
+import { internvlFamily } from './internvl/index.ts';
 
-const FAMILIES: readonly ModelFamily<VlmConfig>[] = [idefics3Family as unknown as ModelFamily<VlmConfig>];
+const FAMILIES: readonly ModelFamily<VlmConfig>[] = [
+  idefics3Family as unknown as ModelFamily<VlmConfig>,
+  smolvlmFamily as unknown as ModelFamily<VlmConfig>,
+  internvlFamily as unknown as ModelFamily<VlmConfig>,
+];
 
 const BY_TYPE = new Map<string, ModelFamily<VlmConfig>>(FAMILIES.flatMap((f) => f.modelTypes.map((t) => [t, f] as const)));
 

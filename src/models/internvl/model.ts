@@ -1,0 +1,248 @@
+/**
+ * InternVL on the GPU: InternViT (the shared ViT with a class token, layer scale, exact GELU, q/k/v bias; class token
+ * dropped) → pixel shuffle → projector (LayerNorm → Linear → GELU → Linear: `mlp1` / `multi_modal_projector`) → Qwen2
+ * decoder (the shared Llama-style decoder; its q/k/v biases come from the plan's fused target), with the image
+ * features scattered into the `<IMG_CONTEXT>` positions in order (`input_embeds[selected] = vit_embeds`, the same in
+ * `InternVLChatModel.generate` and transformers' `masked_scatter`) during the prefill only.
+ *
+ * Pixel shuffle: InternVL's `pixel_shuffle` with ps_version v2 (view (n, w, h·s, c/s) → permute → view → permute
+ * back) on the √P × √P grid gives out[I·(w/2)+J, (di·2+dj)·D+d] = x[(I·2+di)·w + J·2+dj, d]: the index order of
+ * kernels/pixel_shuffle.ts (written for Idefics3), so the kernel is used as is with s = 2.
+ */
+import { WebVLMError } from '../../errors.ts';
+import type { GpuContext } from '../../gpu/context.ts';
+import type { Arena } from '../../gpu/buffers.ts';
+import { readF32, readU32, upload } from '../../gpu/io.ts';
+import type { Binding, Recorder } from '../../gpu/recorder.ts';
+import { argmax, buildSeenMask, checkSelectedToken } from '../../kernels/sampling.ts';
+import { pixelShuffle } from '../../kernels/pixel_shuffle.ts';
+import { layerNorm } from '../../kernels/norm.ts';
+import { gelu } from '../../kernels/elementwise.ts';
+import { compress as compressTokens } from '../../kernels/compress.ts';
+import type { PixelImage } from '../../input/resample.ts';
+import type { ImagePlan, PixelPipeline } from '../../input/image-plan.ts';
+import { linear, linearBytes, Workspace } from '../layers.ts';
+import { vitForward } from '../siglip.ts';
+import { embedTokens, KvCache, llamaForward } from '../llama.ts';
+import { PlanLoader } from '../plan-loader.ts';
+import type { WeightFormats } from '../plan.ts';
+import type { TensorSource, VisionLanguageModel } from '../family.ts';
+import type { InternVLConfig } from './config.ts';
+import { internvlPlan, internvlWeights, type InternVLWeights } from './plan.ts';
+import { imagePixels, type InternVLProcessorConfig } from './processor.ts';
+
+/** nn.LayerNorm's default eps: `mlp1[0]` and `multi_modal_projector.layer_norm` are built without one. */
+const PROJECTOR_LN_EPS = 1e-5;
+export const VISION_CHUNK_BYTES = 64 << 20;
+
+/** Frames per vision chunk: the widest activation ([P + 1, max(I, 3D, 4D)] per frame) stays ≤ 64 MiB and one binding. */
+export function internvlChunkFrames(cfg: InternVLConfig, maxBinding = Infinity): number {
+  const v = cfg.vision;
+  const perFrame = (v.numPatches + 1) * Math.max(v.intermediateSize, 3 * v.hiddenSize, cfg.connectorInputSize) * 4;
+  return Math.max(1, Math.floor(Math.min(maxBinding, VISION_CHUNK_BYTES) / perFrame));
+}
+
+export class InternVLModel implements VisionLanguageModel {
+  maxFramesPerChunk = Number.MAX_SAFE_INTEGER;
+
+  private constructor(readonly gpu: GpuContext, readonly cfg: InternVLConfig, readonly weights: InternVLWeights, private readonly arena: Arena, readonly formats: WeightFormats) {}
+
+  static async load(gpu: GpuContext, cfg: InternVLConfig, tensors: AsyncIterable<TensorSource>, formats: WeightFormats): Promise<InternVLModel> {
+    const arena = gpu.arena('weights');
+    try {
+      const loader = new PlanLoader(gpu, arena, internvlPlan(cfg), formats);
+      for await (const t of tensors) loader.put(t.name, t.shape, t.values);
+      const weights = internvlWeights(loader.finish(), cfg);
+      await gpu.sync();
+      return new InternVLModel(gpu, cfg, weights, arena, formats);
+    } catch (e) {
+      arena.destroy();
+      throw e;
+    }
+  }
+
+  get weightBytes(): number {
+    return this.arena.bytes;
+  }
+
+  get textWeightBytes(): number {
+    const t = this.weights.text;
+    let n = linearBytes(t.lmHead) + t.norm.size;
+    for (const L of t.layers) n += linearBytes(L.qkv) + linearBytes(L.o) + linearBytes(L.gateUp) + linearBytes(L.down) + L.inputNorm.size + L.postNorm.size;
+    return n;
+  }
+
+  get tokensPerFrame(): number {
+    return this.cfg.imageSeqLen;
+  }
+
+  compressedTokensPerFrame(factor: number): number {
+    return Math.ceil(Math.sqrt(this.tokensPerFrame) / factor) ** 2;
+  }
+
+  newCache(capacity: number): KvCache {
+    return new KvCache(this.gpu, this.cfg.text, capacity);
+  }
+
+  async encodeImage(pixels: Float32Array, frames: number, compress = 1): Promise<GPUBuffer> {
+    const size = this.cfg.vision.imageSize;
+    this.checkCompression(compress);
+    if (pixels.length !== frames * 3 * size * size) throw new WebVLMError('ShapeMismatch', `encodeImage: ${pixels.length} values for ${frames} frames of 3×${size}×${size}.`);
+    const pixelBuf = upload(this.gpu, pixels, 'vision/pixels');
+    try {
+      return await this.encodePixels(pixelBuf, frames, compress);
+    } finally {
+      this.gpu.allocator.destroy(pixelBuf);
+    }
+  }
+
+  /**
+   * From the decoded image: InternVL's preprocessing (RGB, BICUBIC, ToTensor/rescale arithmetic) runs on the CPU here
+   * (processor.ts `imagePixels`) — the GPU resampler (kernels/resample.ts) implements Lanczos/nearest only.
+   */
+  async encodeImageRgba(image: PixelImage, plan: ImagePlan, pixels: PixelPipeline, compress = 1): Promise<GPUBuffer> {
+    const cfg = pixels as InternVLProcessorConfig;
+    if (cfg.layout === undefined || cfg.tileSize !== this.cfg.vision.imageSize) {
+      throw new WebVLMError('ShapeMismatch', `encodeImageRgba: the pixel pipeline is not this InternVL processor's (tile ${pixels.tileSize}, tower ${this.cfg.vision.imageSize}).`);
+    }
+    return this.encodeImage(imagePixels(image, plan, cfg), plan.frames, compress);
+  }
+
+  private checkCompression(compress: number): void {
+    const side = Math.sqrt(this.tokensPerFrame);
+    if (!(Number.isInteger(compress) && compress >= 1 && compress <= side)) throw new WebVLMError('InvalidArgument', `compression factor ${compress} must be an integer from 1 to ${side}.`);
+  }
+
+  private async encodePixels(pixelBuf: GPUBuffer, frames: number, compress: number): Promise<GPUBuffer> {
+    const gpu = this.gpu, v = this.cfg.vision, w = this.weights;
+    const D = v.hiddenSize, side = v.patchesPerSide, s = this.cfg.scaleFactor, T = this.tokensPerFrame, Ht = this.cfg.text.hiddenSize;
+    const C4 = this.cfg.connectorInputSize;
+    const outPerFrame = compress > 1 ? this.compressedTokensPerFrame(compress) : T;
+    const features = gpu.allocator.create(frames * outPerFrame * Ht * 4, undefined, 'image-features');
+    const chunk = this.framesPerChunk(outPerFrame);
+    const frameBytes = 3 * v.imageSize * v.imageSize * 4;
+    try {
+      for (let f0 = 0; f0 < frames; f0 += chunk) {
+        const n = Math.min(chunk, frames - f0);
+        const ws = new Workspace(gpu);
+        const rec: Recorder = gpu.recorder('vision');
+        try {
+          const px: Binding = { buffer: pixelBuf, offset: f0 * frameBytes, size: n * frameBytes };
+          const hidden = vitForward(gpu, rec, ws, w.vision, v, px, n);
+          const shuffled = ws.f32(n * T * C4, 'projector/shuffled');
+          pixelShuffle(gpu, rec, { x: hidden, out: shuffled, frames: n, h: side, w: side, D, s });
+          const normed = ws.f32(n * T * C4, 'projector/norm');
+          layerNorm(gpu, rec, { x: shuffled, weight: w.projNorm.weight, bias: w.projNorm.bias, out: normed, rows: n * T, D: C4, eps: PROJECTOR_LN_EPS });
+          const mid = ws.f32(n * T * Ht, 'projector/mid');
+          linear(gpu, rec, w.proj1, normed, mid, n * T);
+          gelu(gpu, rec, { x: mid, n: n * T * Ht });
+          const out: Binding = { buffer: features, offset: f0 * outPerFrame * Ht * 4, size: n * outPerFrame * Ht * 4 };
+          if (compress > 1) {
+            const full = ws.f32(n * T * Ht, 'projector/out');
+            linear(gpu, rec, w.proj2, mid, full, n * T);
+            const sideT = Math.sqrt(T);
+            compressTokens(gpu, rec, { x: full, out, F: n, H: sideT, W: sideT, C: Ht, heads: this.cfg.text.numAttentionHeads, s: compress });
+          } else {
+            linear(gpu, rec, w.proj2, mid, out, n * T);
+          }
+          rec.submit();
+          await gpu.sync();
+        } finally {
+          ws.release();
+          rec.destroy();
+        }
+        gpu.assertAlive();
+      }
+    } catch (e) {
+      gpu.allocator.destroy(features);
+      throw e;
+    }
+    return features;
+  }
+
+  private framesPerChunk(outPerFrame: number): number {
+    const v = this.cfg.vision, limits = this.gpu.caps.limits, align = limits.minStorageBufferOffsetAlignment;
+    const aligned = (3 * v.imageSize * v.imageSize * 4) % align === 0 && (outPerFrame * this.cfg.text.hiddenSize * 4) % align === 0;
+    if (!aligned) return Number.MAX_SAFE_INTEGER;
+    return Math.min(this.maxFramesPerChunk, internvlChunkFrames(this.cfg, limits.maxStorageBufferBindingSize));
+  }
+
+  async forward(ids: number[], cache: KvCache, imageFeatures: GPUBuffer[] = [], logitRows = 1): Promise<Float32Array> {
+    const V = this.cfg.text.vocabSize, rows = Math.min(logitRows, ids.length);
+    return this.run(ids, cache, imageFeatures, rows, async (_rec, logits) => readF32(this.gpu, logits, rows * V));
+  }
+
+  async forwardArgmax(ids: number[], cache: KvCache, imageFeatures: GPUBuffer[] = [], penalty = 1, seen?: GPUBuffer): Promise<number> {
+    const V = this.cfg.text.vocabSize;
+    return this.run(ids, cache, imageFeatures, 1, async (rec, logits, ws) => {
+      const out = ws.f32(1, 'text/token');
+      argmax(this.gpu, rec, { logits, out, V, penalty, seen, markSeen: seen !== undefined, strict: true });
+      rec.submit();
+      return checkSelectedToken((await readU32(this.gpu, out, 1))[0], V);
+    }, true);
+  }
+
+  newSeenMask(ids: ArrayLike<number>): GPUBuffer {
+    return upload(this.gpu, buildSeenMask(ids, this.cfg.text.vocabSize), 'seen-mask');
+  }
+
+  private async run<T>(ids: number[], cache: KvCache, imageFeatures: GPUBuffer[], rows: number, finish: (rec: Recorder, logits: GPUBuffer, ws: Workspace) => Promise<T>, recordMore = false): Promise<T> {
+    const gpu = this.gpu;
+    gpu.assertAlive();
+    const t = this.cfg.text, H = t.hiddenSize, S = ids.length;
+    if (S === 0) throw new WebVLMError('InvalidArgument', 'forward: no tokens.');
+    const ws = new Workspace(gpu);
+    const rec = gpu.recorder('text');
+    try {
+      const h = ws.f32(S * H, 'text/h');
+      embedTokens(gpu, rec, this.weights.text, ids, ws.f32(S, 'text/ids'), h);
+      this.mergeImageFeatures(rec, ids, h, imageFeatures);
+      const logits = ws.f32(rows * t.vocabSize, 'text/logits');
+      llamaForward(gpu, rec, ws, this.weights.text, t, cache, h, S, cache.length, logits, rows);
+      if (!recordMore) rec.submit();
+      const out = await finish(rec, logits, ws);
+      cache.length += S;
+      cache.tokens.push(...ids);
+      return out;
+    } finally {
+      rec.destroy();
+      ws.release();
+    }
+  }
+
+  /** `<IMG_CONTEXT>` positions take the features' rows in order (no features: the ids keep their embeddings). */
+  private mergeImageFeatures(rec: Recorder, ids: number[], h: GPUBuffer, features: GPUBuffer[]): void {
+    if (!features.length) return;
+    const H = this.cfg.text.hiddenSize, img = this.cfg.imageTokenId, rowBytes = H * 4;
+    const available = features.reduce((n, f) => n + f.size / rowBytes, 0);
+    const count = ids.reduce((n, id) => n + (id === img ? 1 : 0), 0);
+    if (count !== available) {
+      throw new WebVLMError('InvalidArgument', `The prompt has ${count} <IMG_CONTEXT> tokens but the images give ${available} feature rows.`, { details: { tokens: count, features: available } });
+    }
+    let fi = 0, frow = 0;
+    for (let s = 0; s < ids.length; ) {
+      if (ids[s] !== img) {
+        s++;
+        continue;
+      }
+      let run = 0;
+      while (s + run < ids.length && ids[s + run] === img) run++;
+      let done = 0;
+      while (done < run) {
+        const buf = features[fi], left = buf.size / rowBytes - frow, n = Math.min(left, run - done);
+        rec.copy(buf, frow * rowBytes, h, (s + done) * rowBytes, n * rowBytes);
+        done += n;
+        frow += n;
+        if (frow === buf.size / rowBytes) {
+          fi++;
+          frow = 0;
+        }
+      }
+      s += run;
+    }
+  }
+
+  destroy(): void {
+    this.arena.destroy();
+  }
+}
