@@ -146,6 +146,11 @@ export class Engine {
     return this.loaded.model.weightBytes + this.cache.bytes;
   }
 
+  /** Whether answers keep their special tokens (the family says: DocTags models answer in them). */
+  get keepsSpecialTokens(): boolean {
+    return this.loaded.family.keepsSpecialTokens?.(this.loaded.tokenizer, this.loaded.config) ?? false;
+  }
+
   /** End-of-generation token ids: the model's eos ids, generation_config's, the tokenizer's, and the family's end-of-turn tokens. */
   get stopIds(): Set<number> {
     const ids = new Set<number>(this.loaded.config.text.eosTokenIds);
@@ -292,7 +297,7 @@ export class Engine {
       const rng = new Rng(req.seed ?? ((Math.random() * 2 ** 32) >>> 0));
       const stopIds = this.stopIds;
       const matcher = new StopMatcher(req.stop ?? []);
-      const decoder = tokenizer.createStreamDecoder({ skipSpecialTokens: true });
+      const decoder = tokenizer.createStreamDecoder({ skipSpecialTokens: !this.keepsSpecialTokens });
       const generated: number[] = [];
       let text = '';
       let finish: FinishReason = 'length';

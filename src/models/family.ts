@@ -109,6 +109,11 @@ export interface ModelFamily<C extends VlmConfig = VlmConfig> {
   checkConsistency(cfg: C, tokenizer: Tokenizer, processor: ChatProcessor): void;
   /** Extra end-of-turn tokens beyond eos (e.g. `<end_of_utterance>`). */
   stopTokens(cfg: C): readonly string[];
+  /**
+   * Whether answers are streamed with their special tokens (default: skipped, as transformers' decode with
+   * skip_special_tokens=True). DocTags models answer *in* special tokens (`<doctag>`, `<otsl>`, `<fcel>`, …).
+   */
+  keepsSpecialTokens?(tokenizer: Tokenizer, cfg: C): boolean;
   /** For the memory estimate: frames of one image at the default detail, and the transient bytes of a vision pass. */
   framesPerImage(cfg: C, preprocessorConfig: Json | null): number;
   visionActivations(cfg: C, frames: number): { bytes: number; largest: { bytes: number; what: string } };

@@ -102,6 +102,11 @@ describe('Granite-Docling layout end to end vs the f64 reference (Node, Dawn)', 
       const m: LoadedModel = await loadModel(gpu, `test/granite-docling-${text}`, { source: new DirSource(dirs[text]), weights: format });
       const cfg = m.config as Idefics3Config;
       assert.equal(cfg.text.textModelType, text);
+      // DocTags are special tokens: the family keeps them in the streamed answer (the model card decodes with
+      // skip_special_tokens=False); a plain SmolVLM does not.
+      assert.equal(m.family.keepsSpecialTokens?.(m.tokenizer, m.config), true);
+      const dec = m.tokenizer.createStreamDecoder({ skipSpecialTokens: false });
+      assert.equal(['<doctag>', '<otsl>'].map((tk) => dec.push(m.tokenizer.tokenToId(tk)!)).join(''), '<doctag><otsl>');
       const messages = [{ role: 'user', content: [{ type: 'image' as const }, { type: 'text' as const, text: QUESTION }] }];
       const img = pageImage(150, 100);
       const proc = m.processor.processChat(messages, [img]);

@@ -60,6 +60,7 @@ describe('engine queue: unread streams, dispose during decode, queued reset (Nod
     if (!gpu) return t.skip('no Dawn adapter');
     const engine = await Engine.create(ctx, REPO, { baseUrl: hub.url, contextLength: 128 });
     try {
+      assert.equal(engine.keepsSpecialTokens, false, 'a SmolVLM answer skips special tokens (DocTags models keep them)');
       reference = (await texts(engine.chat(ask()))).text;
       engine.reset();
       engine.chat(ask()); // never read

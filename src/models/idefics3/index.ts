@@ -39,6 +39,10 @@ export const idefics3Family: ModelFamily<Idefics3Config> = {
 
   stopTokens: () => ['<end_of_utterance>'],
 
+  // Granite-Docling / SmolDocling answer in DocTags, which are special tokens: their model cards decode with
+  // skip_special_tokens=False, or the structure (<doctag>, <otsl>, <fcel>, <nl>, …) is lost.
+  keepsSpecialTokens: (tokenizer) => tokenizer.tokenToId('<doctag>') !== undefined,
+
   framesPerImage(cfg, pre) {
     let frames = 1;
     if (pre) {
