@@ -4,6 +4,7 @@
  * (`seed: 1.5` acting as 1, `contextLength: NaN` as the default) and never an untyped `TypeError` later.
  */
 import { WebVLMError } from '../errors.ts';
+import type { WeightFormat } from '../types.ts';
 
 const show = (v: unknown): string => {
   if (typeof v === 'symbol') return 'a symbol';
@@ -26,7 +27,7 @@ export const isPositiveInt = (v: unknown): v is number => typeof v === 'number' 
 export const DEFAULT_CONTEXT = 4096;
 
 /** Weight storage formats a load accepts. */
-export const WEIGHT_FORMATS = ['int4', 'f32'] as const;
+export const WEIGHT_FORMATS = ['int4', 'f32'] as const satisfies readonly WeightFormat[];
 export const IMAGE_DETAILS = ['low', 'auto', 'high'] as const;
 
 export interface LoadOptionValues {

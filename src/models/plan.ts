@@ -9,13 +9,14 @@
  * everything else (norms, biases, position tables, the patch embedding) is f32.
  */
 import { WebVLMError } from '../errors.ts';
+import type { WeightFormat } from '../types.ts';
 
 /** What a tensor is, so generators can initialise it sensibly. */
 export type TensorRole = 'linear' | 'bias' | 'norm' | 'norm_bias' | 'embedding' | 'conv';
 
 /** The parts a user picks a weight format for. */
 export type WeightPart = 'vision' | 'text';
-export type WeightFormat = 'int4' | 'f32';
+export type { WeightFormat };
 export type WeightFormats = Record<WeightPart, WeightFormat>;
 /** What `EngineOptions.weights` takes: one format for every part, or one per part. */
 export type WeightsOption = WeightFormat | Partial<WeightFormats>;

@@ -4,7 +4,7 @@
  */
 import * as Comlink from 'comlink';
 import { WebVLMError, fromErrorPayload, toErrorPayload, type ErrorPayload } from '../errors.ts';
-import type { ChatDelta, ChatMessage, EngineInfo, GenerationOptions, ImagePlanReport, LoadProgress, VisionOptions } from '../types.ts';
+import type { ChatDelta, ChatMessage, EngineInfo, EngineOptions, GenerationOptions, ImagePlanReport, LoadProgress, VisionOptions } from '../types.ts';
 import type { WorkerImage } from './image-decode.ts';
 
 export interface WorkerChatRequest extends GenerationOptions, VisionOptions {
@@ -17,7 +17,7 @@ export interface WorkerLoadOptions {
   baseUrl?: string;
   revision?: string;
   headers?: Record<string, string>;
-  weights?: 'int4' | 'f32' | { vision?: 'int4' | 'f32'; text?: 'int4' | 'f32' };
+  weights?: EngineOptions['weights'];
   contextLength?: number;
   /** Cache downloaded files in browser storage (default true). */
   cache?: boolean;
