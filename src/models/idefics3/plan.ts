@@ -10,7 +10,8 @@
 import { checkHeadersAgainstPlan, PlanBuilder, PlanChecker, type TensorPlan, type TensorSpec } from '../plan.ts';
 import type { LoadedTargets } from '../plan-loader.ts';
 import type { SiglipLayer, SiglipWeights } from '../siglip.ts';
-import type { LlamaLayer, LlamaWeights } from '../llama.ts';
+import type { LlamaWeights } from '../llama.ts';
+import { decoderWeights, planDecoder } from '../decoder-plan.ts';
 import type { Linear } from '../layers.ts';
 import type { Idefics3Config } from './config.ts';
 
@@ -47,26 +48,7 @@ export function idefics3Plan(cfg: Idefics3Config): TensorPlan {
   b.plain(`${VP}post_layernorm.bias`, 'vision', [D], 'norm_bias');
   b.layer(CONNECTOR, 'vision', H, cfg.connectorInputSize);
 
-  const nh = t.numAttentionHeads, nkv = t.numKeyValueHeads, hd = t.headDim, I = t.intermediateSize;
-  const embed = b.embedding(`${TP}embed_tokens.weight`, 'text', t.vocabSize, H);
-  for (let l = 0; l < t.numHiddenLayers; l++) {
-    const P = `${TP}layers.${l}.`;
-    b.plain(`${P}input_layernorm.weight`, 'text', [H], 'norm');
-    const qkv = b.linear(`${P}self_attn.qkv_proj.weight`, 'text', (nh + 2 * nkv) * hd, H);
-    b.rows(qkv, `${P}self_attn.q_proj`, 0, [nh * hd, H]);
-    b.rows(qkv, `${P}self_attn.k_proj`, nh * hd, [nkv * hd, H]);
-    b.rows(qkv, `${P}self_attn.v_proj`, (nh + nkv) * hd, [nkv * hd, H]);
-    b.layer(`${P}self_attn.o_proj`, 'text', H, nh * hd);
-    b.plain(`${P}post_attention_layernorm.weight`, 'text', [H], 'norm');
-    const gateUp = b.linear(`${P}mlp.gate_up_proj.weight`, 'text', 2 * I, H);
-    b.rows(gateUp, `${P}mlp.gate_proj`, 0, [I, H]);
-    b.rows(gateUp, `${P}mlp.up_proj`, I, [I, H]);
-    b.layer(`${P}mlp.down_proj`, 'text', H, I);
-  }
-  b.plain(`${TP}norm.weight`, 'text', [H], 'norm');
-  // A tied head is filled from the token table; a checkpoint that saved it anyway is tolerated.
-  if (cfg.tieWordEmbeddings) b.tied('lm_head.weight', embed, 'lm_head.weight');
-  else b.layer('lm_head', 'text', t.vocabSize, H);
+  planDecoder(b, t, { prefix: TP, head: 'lm_head', tied: cfg.tieWordEmbeddings });
   return b.plan;
 }
 
@@ -88,19 +70,7 @@ export function idefics3Weights(w: LoadedTargets, cfg: Idefics3Config): Idefics3
     };
     vision.layers.push(L);
   }
-  const text: LlamaWeights = {
-    embed: w.embedding(`${TP}embed_tokens.weight`), layers: [], norm: w.buffer(`${TP}norm.weight`),
-    lmHead: w.linear('lm_head.weight'),
-  };
-  for (let l = 0; l < cfg.text.numHiddenLayers; l++) {
-    const P = `${TP}layers.${l}.`;
-    const L: LlamaLayer = {
-      inputNorm: w.buffer(`${P}input_layernorm.weight`), postNorm: w.buffer(`${P}post_attention_layernorm.weight`),
-      qkv: w.linear(`${P}self_attn.qkv_proj.weight`), o: w.linear(`${P}self_attn.o_proj.weight`),
-      gateUp: w.linear(`${P}mlp.gate_up_proj.weight`), down: w.linear(`${P}mlp.down_proj.weight`),
-    };
-    text.layers.push(L);
-  }
+  const text = decoderWeights(w, cfg.text.numHiddenLayers, { prefix: TP, head: 'lm_head' });
   return { vision, connector: w.linear(`${CONNECTOR}.weight`), text };
 }
 

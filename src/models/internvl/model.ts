@@ -11,24 +11,21 @@
  */
 import { WebVLMError } from '../../errors.ts';
 import type { GpuContext } from '../../gpu/context.ts';
-import type { Arena } from '../../gpu/buffers.ts';
-import { readF32, readU32, upload } from '../../gpu/io.ts';
+import { upload } from '../../gpu/io.ts';
 import type { Binding, Recorder } from '../../gpu/recorder.ts';
-import { argmax, buildSeenMask, checkSelectedToken } from '../../kernels/sampling.ts';
 import { pixelShuffle } from '../../kernels/pixel_shuffle.ts';
 import { layerNorm } from '../../kernels/norm.ts';
 import { gelu } from '../../kernels/elementwise.ts';
 import { compress as compressTokens } from '../../kernels/compress.ts';
 import type { PixelImage } from '../../input/resample.ts';
 import type { ImagePlan, PixelPipeline } from '../../input/image-plan.ts';
-import { linear, linearBytes, Workspace } from '../layers.ts';
+import { linear, Workspace } from '../layers.ts';
 import { vitForward } from '../siglip.ts';
-import { embedTokens, KvCache, llamaForward } from '../llama.ts';
-import { PlanLoader } from '../plan-loader.ts';
 import type { WeightFormats } from '../plan.ts';
 import type { TensorSource, VisionLanguageModel } from '../family.ts';
 import type { InternVLConfig } from './config.ts';
 import { internvlPlan, internvlWeights, type InternVLWeights } from './plan.ts';
+import { DecoderVlm, loadPlanned } from '../vlm.ts';
 import { imagePixels, type InternVLProcessorConfig } from './processor.ts';
 
 /** nn.LayerNorm's default eps: `mlp1[0]` and `multi_modal_projector.layer_norm` are built without one. */
@@ -42,46 +39,14 @@ export function internvlChunkFrames(cfg: InternVLConfig, maxBinding = Infinity):
   return Math.max(1, Math.floor(Math.min(maxBinding, VISION_CHUNK_BYTES) / perFrame));
 }
 
-export class InternVLModel implements VisionLanguageModel {
-  maxFramesPerChunk = Number.MAX_SAFE_INTEGER;
-
-  private constructor(readonly gpu: GpuContext, readonly cfg: InternVLConfig, readonly weights: InternVLWeights, private readonly arena: Arena, readonly formats: WeightFormats) {}
-
+export class InternVLModel extends DecoderVlm<InternVLConfig, InternVLWeights> implements VisionLanguageModel {
   static async load(gpu: GpuContext, cfg: InternVLConfig, tensors: AsyncIterable<TensorSource>, formats: WeightFormats): Promise<InternVLModel> {
-    const arena = gpu.arena('weights');
-    try {
-      const loader = new PlanLoader(gpu, arena, internvlPlan(cfg), formats);
-      for await (const t of tensors) loader.put(t.name, t.shape, t.values);
-      const weights = internvlWeights(loader.finish(), cfg);
-      await gpu.sync();
-      return new InternVLModel(gpu, cfg, weights, arena, formats);
-    } catch (e) {
-      arena.destroy();
-      throw e;
-    }
-  }
-
-  get weightBytes(): number {
-    return this.arena.bytes;
-  }
-
-  get textWeightBytes(): number {
-    const t = this.weights.text;
-    let n = linearBytes(t.lmHead) + t.norm.size;
-    for (const L of t.layers) n += linearBytes(L.qkv) + linearBytes(L.o) + linearBytes(L.gateUp) + linearBytes(L.down) + L.inputNorm.size + L.postNorm.size;
-    return n;
+    const { arena, weights } = await loadPlanned(gpu, internvlPlan(cfg), tensors, formats, (t) => internvlWeights(t, cfg));
+    return new InternVLModel(gpu, cfg, weights, arena, formats, '<IMG_CONTEXT>');
   }
 
   get tokensPerFrame(): number {
     return this.cfg.imageSeqLen;
-  }
-
-  compressedTokensPerFrame(factor: number): number {
-    return Math.ceil(Math.sqrt(this.tokensPerFrame) / factor) ** 2;
-  }
-
-  newCache(capacity: number): KvCache {
-    return new KvCache(this.gpu, this.cfg.text, capacity);
   }
 
   async encodeImage(pixels: Float32Array, frames: number, compress = 1): Promise<GPUBuffer> {
@@ -165,84 +130,5 @@ export class InternVLModel implements VisionLanguageModel {
     const aligned = (3 * v.imageSize * v.imageSize * 4) % align === 0 && (outPerFrame * this.cfg.text.hiddenSize * 4) % align === 0;
     if (!aligned) return Number.MAX_SAFE_INTEGER;
     return Math.min(this.maxFramesPerChunk, internvlChunkFrames(this.cfg, limits.maxStorageBufferBindingSize));
-  }
-
-  async forward(ids: number[], cache: KvCache, imageFeatures: GPUBuffer[] = [], logitRows = 1): Promise<Float32Array> {
-    const V = this.cfg.text.vocabSize, rows = Math.min(logitRows, ids.length);
-    return this.run(ids, cache, imageFeatures, rows, async (_rec, logits) => readF32(this.gpu, logits, rows * V));
-  }
-
-  async forwardArgmax(ids: number[], cache: KvCache, imageFeatures: GPUBuffer[] = [], penalty = 1, seen?: GPUBuffer): Promise<number> {
-    const V = this.cfg.text.vocabSize;
-    return this.run(ids, cache, imageFeatures, 1, async (rec, logits, ws) => {
-      const out = ws.f32(1, 'text/token');
-      argmax(this.gpu, rec, { logits, out, V, penalty, seen, markSeen: seen !== undefined, strict: true });
-      rec.submit();
-      return checkSelectedToken((await readU32(this.gpu, out, 1))[0], V);
-    }, true);
-  }
-
-  newSeenMask(ids: ArrayLike<number>): GPUBuffer {
-    return upload(this.gpu, buildSeenMask(ids, this.cfg.text.vocabSize), 'seen-mask');
-  }
-
-  private async run<T>(ids: number[], cache: KvCache, imageFeatures: GPUBuffer[], rows: number, finish: (rec: Recorder, logits: GPUBuffer, ws: Workspace) => Promise<T>, recordMore = false): Promise<T> {
-    const gpu = this.gpu;
-    gpu.assertAlive();
-    const t = this.cfg.text, H = t.hiddenSize, S = ids.length;
-    if (S === 0) throw new WebVLMError('InvalidArgument', 'forward: no tokens.');
-    const ws = new Workspace(gpu);
-    const rec = gpu.recorder('text');
-    try {
-      const h = ws.f32(S * H, 'text/h');
-      embedTokens(gpu, rec, this.weights.text, ids, ws.f32(S, 'text/ids'), h);
-      this.mergeImageFeatures(rec, ids, h, imageFeatures);
-      const logits = ws.f32(rows * t.vocabSize, 'text/logits');
-      llamaForward(gpu, rec, ws, this.weights.text, t, cache, h, S, cache.length, logits, rows);
-      if (!recordMore) rec.submit();
-      const out = await finish(rec, logits, ws);
-      cache.length += S;
-      cache.tokens.push(...ids);
-      return out;
-    } finally {
-      rec.destroy();
-      ws.release();
-    }
-  }
-
-  /** `<IMG_CONTEXT>` positions take the features' rows in order (no features: the ids keep their embeddings). */
-  private mergeImageFeatures(rec: Recorder, ids: number[], h: GPUBuffer, features: GPUBuffer[]): void {
-    if (!features.length) return;
-    const H = this.cfg.text.hiddenSize, img = this.cfg.imageTokenId, rowBytes = H * 4;
-    const available = features.reduce((n, f) => n + f.size / rowBytes, 0);
-    const count = ids.reduce((n, id) => n + (id === img ? 1 : 0), 0);
-    if (count !== available) {
-      throw new WebVLMError('InvalidArgument', `The prompt has ${count} <IMG_CONTEXT> tokens but the images give ${available} feature rows.`, { details: { tokens: count, features: available } });
-    }
-    let fi = 0, frow = 0;
-    for (let s = 0; s < ids.length; ) {
-      if (ids[s] !== img) {
-        s++;
-        continue;
-      }
-      let run = 0;
-      while (s + run < ids.length && ids[s + run] === img) run++;
-      let done = 0;
-      while (done < run) {
-        const buf = features[fi], left = buf.size / rowBytes - frow, n = Math.min(left, run - done);
-        rec.copy(buf, frow * rowBytes, h, (s + done) * rowBytes, n * rowBytes);
-        done += n;
-        frow += n;
-        if (frow === buf.size / rowBytes) {
-          fi++;
-          frow = 0;
-        }
-      }
-      s += run;
-    }
-  }
-
-  destroy(): void {
-    this.arena.destroy();
   }
 }

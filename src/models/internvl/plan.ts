@@ -21,7 +21,8 @@
 import { checkHeadersAgainstPlan, PlanBuilder, type TensorPlan, type TensorSpec } from '../plan.ts';
 import type { LoadedTargets } from '../plan-loader.ts';
 import type { VitLayer, VitWeights, LayerNormWeights } from '../siglip.ts';
-import type { LlamaLayer, LlamaWeights } from '../llama.ts';
+import type { LlamaWeights } from '../llama.ts';
+import { decoderWeights, planDecoder } from '../decoder-plan.ts';
 import type { Linear } from '../layers.ts';
 import type { InternVLConfig } from './config.ts';
 
@@ -98,25 +99,8 @@ export function internvlPlan(cfg: InternVLConfig): TensorPlan {
   b.layer(n.proj1, 'vision', H, C4, { bias: true });
   b.layer(n.proj2, 'vision', H, H, { bias: true });
 
-  const nh = t.numAttentionHeads, nkv = t.numKeyValueHeads, hd = t.headDim, I = t.intermediateSize, TP = n.text;
-  const embed = b.embedding(`${TP}embed_tokens.weight`, 'text', t.vocabSize, H);
-  for (let l = 0; l < t.numHiddenLayers; l++) {
-    const P = `${TP}layers.${l}.`;
-    b.plain(`${P}input_layernorm.weight`, 'text', [H], 'norm');
-    const qkv = b.linear(`${P}self_attn.qkv_proj.weight`, 'text', (nh + 2 * nkv) * hd, H, { bias: true });
-    b.rows(qkv, `${P}self_attn.q_proj`, 0, [nh * hd, H]);
-    b.rows(qkv, `${P}self_attn.k_proj`, nh * hd, [nkv * hd, H]);
-    b.rows(qkv, `${P}self_attn.v_proj`, (nh + nkv) * hd, [nkv * hd, H]);
-    b.layer(`${P}self_attn.o_proj`, 'text', H, nh * hd);
-    b.plain(`${P}post_attention_layernorm.weight`, 'text', [H], 'norm');
-    const gateUp = b.linear(`${P}mlp.gate_up_proj.weight`, 'text', 2 * I, H);
-    b.rows(gateUp, `${P}mlp.gate_proj`, 0, [I, H]);
-    b.rows(gateUp, `${P}mlp.up_proj`, I, [I, H]);
-    b.layer(`${P}mlp.down_proj`, 'text', H, I);
-  }
-  b.plain(`${TP}norm.weight`, 'text', [H], 'norm');
-  if (t.tieWordEmbeddings) b.tied(`${n.head}.weight`, embed, `${n.head}.weight`);
-  else b.layer(n.head, 'text', t.vocabSize, H);
+  // Qwen2: q/k/v with biases.
+  planDecoder(b, t, { prefix: n.text, head: n.head, tied: t.tieWordEmbeddings, qkvBias: true });
   return b.plan;
 }
 
@@ -137,17 +121,7 @@ export function internvlWeights(w: LoadedTargets, cfg: InternVLConfig): InternVL
     patch: w.linear(`${n.patch}.weight`), position: w.buffer(n.pos), classEmbedding: w.buffer(n.cls), layers,
     post: cfg.vision.postNorm ? norm(n.post) : undefined,
   };
-  const TP = n.text;
-  const text: LlamaWeights = { embed: w.embedding(`${TP}embed_tokens.weight`), layers: [], norm: w.buffer(`${TP}norm.weight`), lmHead: w.linear(`${n.head}.weight`) };
-  for (let l = 0; l < cfg.text.numHiddenLayers; l++) {
-    const P = `${TP}layers.${l}.`;
-    const L: LlamaLayer = {
-      inputNorm: w.buffer(`${P}input_layernorm.weight`), postNorm: w.buffer(`${P}post_attention_layernorm.weight`),
-      qkv: w.linear(`${P}self_attn.qkv_proj.weight`), o: w.linear(`${P}self_attn.o_proj.weight`),
-      gateUp: w.linear(`${P}mlp.gate_up_proj.weight`), down: w.linear(`${P}mlp.down_proj.weight`),
-    };
-    text.layers.push(L);
-  }
+  const text = decoderWeights(w, cfg.text.numHiddenLayers, { prefix: n.text, head: n.head });
   return { vision, projNorm: norm(n.projNorm), proj1: w.linear(`${n.proj1}.weight`), proj2: w.linear(`${n.proj2}.weight`), text };
 }
 
