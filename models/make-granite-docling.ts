@@ -21,12 +21,12 @@
  * (embedding ×12, attention scale 1/64, residual ×0.22, logits_scaling 8), to run the multipliers through the whole
  * family path (no released Idefics3 checkpoint has a `granite` text config).
  */
-import { mkdir, open, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseIdefics3Config } from '../src/models/idefics3/config.ts';
 import { idefics3TensorSpecs } from '../src/models/idefics3/plan.ts';
-import { planSafetensors, planShards, tensorPieces, type PlannedFile, type WriteResult } from './make-checkpoint.ts';
+import { planSafetensors, planShards, writeSafetensors, type WriteResult } from './make-checkpoint.ts';
 
 export type GraniteDoclingSize = 'test' | '258m';
 export type GraniteDoclingText = 'llama' | 'granite';
@@ -103,19 +103,6 @@ export async function graniteTokenizerJson(dir = GRANITE_DOCLING_DIR): Promise<J
 }
 
 /** A planned BF16 file: length, header, then each tensor's pieces. */
-async function writeBf16(path: string, plan: PlannedFile, seed: number): Promise<void> {
-  const fh = await open(path, 'w');
-  try {
-    const len = new Uint8Array(8);
-    new DataView(len.buffer).setBigUint64(0, BigInt(plan.header.length), true);
-    await fh.write(len);
-    await fh.write(plan.header);
-    for (const t of plan.tensors) for (const piece of tensorPieces(t, seed)) await fh.write(piece);
-  } finally {
-    await fh.close();
-  }
-}
-
 export interface GraniteDoclingOptions {
   size: GraniteDoclingSize;
   text?: GraniteDoclingText;
@@ -147,7 +134,7 @@ export async function writeGraniteDocling(opts: GraniteDoclingOptions): Promise<
     }
     await writeFile(join(opts.out, 'model.safetensors.index.json'), json({ metadata: { total_size: total }, weight_map: weightMap }));
   }
-  for (const f of files) await writeBf16(join(opts.out, f.name), f, seed);
+  for (const f of files) await writeSafetensors(join(opts.out, f.name), f, seed);
   return { files, tensors: specs.length, weightBytes: files.reduce((a, f) => a + f.bytes, 0), ms: performance.now() - t0 };
 }
 
