@@ -6,17 +6,12 @@
  */
 import type { PlanBuilder } from './plan.ts';
 import type { LoadedTargets } from './plan-loader.ts';
-import type { LlamaLayer, LlamaWeights } from './llama.ts';
+import type { DecoderConfig, LlamaLayer, LlamaWeights } from './llama.ts';
 
-export interface DecoderShape {
+/** What the plan needs of a decoder config. */
+export type DecoderShape = Pick<DecoderConfig, 'hiddenSize' | 'intermediateSize' | 'numHiddenLayers' | 'numAttentionHeads' | 'numKeyValueHeads' | 'headDim'> & {
   vocabSize: number;
-  hiddenSize: number;
-  intermediateSize: number;
-  numHiddenLayers: number;
-  numAttentionHeads: number;
-  numKeyValueHeads: number;
-  headDim: number;
-}
+};
 
 export interface DecoderNames {
   /** Prefix of the decoder's tensors, e.g. 'model.text_model.' or 'language_model.model.'. */

@@ -10,6 +10,7 @@ import type { ChatMessage, Tokenizer } from '../input/tokenizer.ts';
 import type { ImageDetail, ImagePlan, PixelPipeline, PlanOptions } from '../input/image-plan.ts';
 import type { KvCache } from './llama.ts';
 import type { TensorPlan, WeightFormats } from './plan.ts';
+import type { DecoderShape } from './decoder-plan.ts';
 
 type Json = Record<string, unknown>;
 
@@ -17,19 +18,8 @@ type Json = Record<string, unknown>;
 export interface VlmConfig {
   modelType: string;
   imageTokenId: number;
-  /** The decoder's shape (every family has a decoder-only language model). */
-  text: {
-    vocabSize: number;
-    hiddenSize: number;
-    intermediateSize: number;
-    numHiddenLayers: number;
-    numAttentionHeads: number;
-    numKeyValueHeads: number;
-    headDim: number;
-    maxPositionEmbeddings: number;
-    /** text_config `eos_token_id` as a list (may be empty). */
-    eosTokenIds: number[];
-  };
+  /** The decoder's shape (every family has a decoder-only language model), its context and its eos ids (may be empty). */
+  text: DecoderShape & { maxPositionEmbeddings: number; eosTokenIds: number[] };
 }
 
 /** The processor output the engine uses. */

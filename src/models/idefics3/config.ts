@@ -45,16 +45,8 @@ export interface Idefics3TextConfig extends DecoderConfig {
   /** text_config `model_type`. */
   textModelType: 'llama' | 'granite';
   vocabSize: number;
-  hiddenSize: number;
-  intermediateSize: number;
-  numHiddenLayers: number;
-  numAttentionHeads: number;
-  numKeyValueHeads: number;
-  /** config `head_dim`, else hiddenSize / numAttentionHeads (LlamaAttention). */
-  headDim: number;
+  /** (The shape fields are DecoderConfig's; `headDim`: config `head_dim`, else hiddenSize / numAttentionHeads.) */
   hiddenAct: 'silu';
-  rmsNormEps: number;
-  ropeTheta: number;
   maxPositionEmbeddings: number;
   bosTokenId: number | null;
   /** text_config `eos_token_id` as a list (may be empty); generation_config.json may say otherwise. */
