@@ -17,12 +17,15 @@ export class LoadProgressTracker {
   private readonly sizes = new Map<string, number>();
   private readonly done = new Map<string, number>();
   private fraction = 0;
+  /** The checkpoint's file list is known (before that — config.json read for the memory estimate — no fraction). */
+  private known = false;
 
   constructor(private readonly emit: (p: LoadProgress) => void) {}
 
   /** The checkpoint's files and sizes (null: unknown, counted as it arrives). */
   files(list: ReadonlyArray<{ name: string; size: number | null }>): void {
     for (const f of list) if (f.size !== null) this.sizes.set(f.name, f.size);
+    this.known = true;
   }
 
   get bytesTotal(): number {
@@ -42,7 +45,8 @@ export class LoadProgressTracker {
   event = (e: LoadProgressEvent): void => {
     if (e.phase === 'download') this.done.set(e.file, Math.max(this.done.get(e.file) ?? 0, e.loaded));
     const total = this.bytesTotal;
-    const byBytes = total > 0 ? (DOWNLOAD_SHARE * Math.min(this.bytesLoaded, total)) / total : 0;
+    // Until the files are known, a small file read early would look like the whole load: no fraction yet.
+    const byBytes = this.known && total > 0 ? (DOWNLOAD_SHARE * Math.min(this.bytesLoaded, total)) / total : 0;
     this.send(e.phase, e.file, e.loaded, e.total, byBytes);
   };
 

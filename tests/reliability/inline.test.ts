@@ -133,6 +133,13 @@ describe('createEngine inline in Node: typed errors, image keys, stop flush, gen
     assert.equal(last.bytesLoaded, bytes);
     const firstWeights = events.findIndex((p) => p.file === 'model.safetensors' && p.phase === 'download' && p.loaded > 0);
     assert.ok(firstWeights > 0 && events[firstWeights].bytesTotal === bytes, 'the total is known before the weights arrive');
+    // The small files are a sliver of the bytes: the bar must not jump ahead before the weights download.
+    const weightBytes = statSync(`${TEST_MODEL_DIR}model.safetensors`).size;
+    const atFirst = events[firstWeights];
+    const expected = (0.95 * (bytes - weightBytes + atFirst.loaded)) / bytes;
+    assert.ok(atFirst.fraction <= expected + 1e-9, `fraction ${atFirst.fraction} at the first weight bytes (${atFirst.loaded} of ${weightBytes}); the bytes say ${expected}`);
+    const lastWeights = events.findLastIndex((p) => p.file === 'model.safetensors' && p.phase === 'download');
+    assert.ok(events[lastWeights].fraction >= 0.9, `fraction ${events[lastWeights].fraction} once the weights are in`);
     const phases = [...new Set(events.map((p) => p.phase))];
     assert.deepEqual(phases.filter((p) => p === 'compile' || p === 'ready'), ['compile', 'ready']);
     assert.ok(phases.indexOf('compile') > phases.indexOf('quantize'), `phases in order: ${phases.join(', ')}`);
