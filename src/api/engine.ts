@@ -7,12 +7,13 @@
 import * as Comlink from 'comlink';
 import { WebVLMError } from '../errors.ts';
 import { validateLoadOptions } from '../engine/validate.ts';
-import { isFolderId } from '../engine/hub-url.ts';
+import { isRelativeFolderId } from '../engine/hub-url.ts';
 import { installErrorTransfer, type WorkerChatRequest } from '../worker/protocol.ts';
 import type { ChatDelta, ChatRequest, EngineInfo, EngineOptions, ImagePlanReport, VisionOptions } from '../types.ts';
 import { inlineConnection, workerConnection, type Connection } from './connection.ts';
 import { prepareMessages, validateChatRequest } from './request.ts';
 import { DeltaBuffer } from '../engine/delta-buffer.ts';
+import { Turns } from '../engine/turns.ts';
 
 /**
  * A loaded model in its worker.
@@ -65,18 +66,6 @@ export interface TestHooks {
 
 let nextId = 1;
 
-/** Places in the page's request queue, taken synchronously in call order. */
-class Turns {
-  private tail: Promise<void> = Promise.resolve();
-  take(): { turn: Promise<void>; done: () => void } {
-    let done!: () => void;
-    const mine = new Promise<void>((r) => (done = r));
-    const turn = this.tail;
-    this.tail = turn.then(() => mine);
-    return { turn, done };
-  }
-}
-
 /** Rejects with `Aborted` when `signal` fires before `p` settles. */
 function untilAborted<T>(p: Promise<T>, signal: AbortSignal, what: string): Promise<T> {
   if (signal.aborted) return Promise.reject(new WebVLMError('Aborted', `The request was aborted ${what}.`));
@@ -102,7 +91,7 @@ export async function createEngine(model: string, opts: EngineOptions = {}): Pro
   validateLoadOptions(opts);
   // A folder given as a relative URL ('/models/tiny/', './tiny/') is resolved here: inside the worker it would resolve
   // against the worker script's URL instead of the page's.
-  if (isFolderId(model) && !/^[a-z][a-z0-9+.-]*:\/\//i.test(model) && typeof document !== 'undefined') model = new URL(model, document.baseURI).href;
+  if (isRelativeFolderId(model) && typeof document !== 'undefined') model = new URL(model, document.baseURI).href;
   if (opts.inline && opts.worker) throw new WebVLMError('InvalidArgument', 'createEngine: pass either inline: true or a worker, not both.');
   if (opts.signal?.aborted) throw new WebVLMError('Aborted', 'The load was aborted before it started.');
   let disposed = false;

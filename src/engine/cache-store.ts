@@ -68,13 +68,6 @@ function metaUrl(k: CacheKey, file: string): string {
   return META_PREFIX + new URLSearchParams({ b: k.baseUrl, m: k.model, r: k.revision, f: file }).toString();
 }
 
-export async function hex(buf: Uint8Array): Promise<string> {
-  const d = new Uint8Array(await crypto.subtle.digest('SHA-256', buf as Uint8Array<ArrayBuffer>));
-  let s = '';
-  for (const b of d) s += b.toString(16).padStart(2, '0');
-  return s;
-}
-
 async function opfsDir(create: boolean): Promise<FileSystemDirectoryHandle | null> {
   const st = storage();
   if (!st?.getDirectory) return null;

@@ -26,9 +26,10 @@
 import { WebVLMError } from '../errors.ts';
 import { htmlPageError, looksLikeHtml, mayBeHtml, type FileHandle, type FileSource, type StreamOptions } from './file-source.ts';
 import {
-  OPFS_MIN_BYTES, BLOCK_BYTES, hasCacheApi, storage, hex, opfsWritable, isQuota, quotaError, openWriter, readData, readMeta, writeMeta, evict, newDataId,
+  OPFS_MIN_BYTES, BLOCK_BYTES, hasCacheApi, storage, opfsWritable, isQuota, quotaError, openWriter, readData, readMeta, writeMeta, evict, newDataId,
   type CacheKey, type Meta, type DataWriter,
 } from './cache-store.ts';
+import { digestHex } from './sha256.ts';
 
 export { modelCache, type ModelCache, type CachedModelInfo, type CachedFileInfo } from './cache-store.ts';
 
@@ -111,7 +112,7 @@ function storingStream(src: CachedSource, h: FileHandle, opts: StreamOptions, sk
       whole.set(p, o);
       o += p.length;
     }
-    blocks.push(await hex(whole));
+    blocks.push(await digestHex(whole));
     parts = [];
     partsLen = 0;
   };
@@ -258,7 +259,7 @@ class CachedFile implements FileHandle {
         try {
           bytes = new Uint8Array(await blob.slice(at, end).arrayBuffer());
           if (bytes.length !== end - at) why = `block ${i} is ${bytes.length} bytes, ${end - at} expected`;
-          else if ((await hex(bytes)) !== meta.blocks[i]) why = `block ${i} (bytes ${at}–${end}) does not match its stored hash`;
+          else if ((await digestHex(bytes)) !== meta.blocks[i]) why = `block ${i} (bytes ${at}–${end}) does not match its stored hash`;
         } catch (e) {
           why = `reading the cached data failed: ${(e as Error)?.message ?? e}`;
         }

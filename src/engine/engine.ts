@@ -16,9 +16,10 @@ import { loadModel, type LoadedModel, type LoadOptions } from './load.ts';
 import { Rng } from './rng.ts';
 import { sampleToken, validateSampling, type SamplingParams } from './sampler.ts';
 import { StopMatcher } from './stop.ts';
-import { Sha256 } from './sha256.ts';
+import { digestHex } from './sha256.ts';
 import { DEFAULT_CONTEXT, validateGeneration, validateLoadOptions } from './validate.ts';
 import { DeltaBuffer } from './delta-buffer.ts';
+import { Turns } from './turns.ts';
 
 export interface EngineChatRequest extends SamplingParams {
   messages: ChatMessage[];
@@ -59,30 +60,16 @@ export interface EngineConfig extends LoadOptions {
 
 const now = () => performance.now();
 
-/**
- * Identifies an image for KV-cache reuse: SHA-256 of its size and pixels (a 32-bit hash let a crafted image reuse
- * another's features). WebCrypto where there is one (every secure context: WebGPU needs one); else our own SHA-256.
- */
+/** Identifies an image for KV-cache reuse: SHA-256 of its size and pixels (a 32-bit hash let a crafted image reuse another's features). */
 async function imageKey(img: PixelImage): Promise<string> {
-  const head = `${img.width}x${img.height}x${img.channels}`;
-  const bytes = new Uint8Array(img.data.buffer, img.data.byteOffset, img.data.byteLength);
-  let hex: string;
-  if (globalThis.crypto?.subtle) {
-    const d = new Uint8Array(await globalThis.crypto.subtle.digest('SHA-256', bytes as Uint8Array<ArrayBuffer>));
-    hex = Array.from(d, (b) => b.toString(16).padStart(2, '0')).join('');
-  } else {
-    const h = new Sha256();
-    h.update(bytes);
-    hex = h.hex();
-  }
-  return `${head}:${hex}`;
+  return `${img.width}x${img.height}x${img.channels}:${await digestHex(new Uint8Array(img.data.buffer, img.data.byteOffset, img.data.byteLength))}`;
 }
 
 export class Engine {
   private cache: KvCache;
   /** Keys of the images whose features sit in the cache, in prompt order. */
   private cachedImages: string[] = [];
-  private queue: Promise<void> = Promise.resolve();
+  private readonly turns = new Turns();
   /** The running request's controller (dispose aborts it). */
   private running: AbortController | null = null;
   private readonly compressedProcessors = new Map<number, ChatProcessor>();
@@ -136,8 +123,7 @@ export class Engine {
       report?.(2, 3);
       if (this.cache.length < this.contextLength) await model.forwardArgmax([0], this.cache);
     } finally {
-      this.cache.length = 0;
-      this.cache.tokens = [];
+      this.forget();
     }
     report?.(3, 3);
   }
@@ -180,7 +166,7 @@ export class Engine {
     const onAbort = () => ctrl.abort(user?.reason);
     if (user?.aborted) ctrl.abort(user.reason);
     else user?.addEventListener('abort', onAbort, { once: true });
-    const turn = this.takeTurn();
+    const turn = this.turns.take();
     void (async () => {
       try {
         await turn.turn;
@@ -198,15 +184,6 @@ export class Engine {
       }
     })();
     return out;
-  }
-
-  /** A place in the request queue: `turn` resolves when every earlier holder called `done`. */
-  private takeTurn(): { turn: Promise<void>; done: () => void } {
-    let done!: () => void;
-    const mine = new Promise<void>((r) => (done = r));
-    const turn = this.queue;
-    this.queue = turn.then(() => mine);
-    return { turn, done };
   }
 
   private async *run(req: EngineChatRequest): AsyncGenerator<ChatDelta> {
@@ -396,15 +373,19 @@ export class Engine {
 
   /** Forgets the conversation held in the KV cache, after the requests queued before it (never mid-answer). */
   async reset(): Promise<void> {
-    const t = this.takeTurn();
+    const t = this.turns.take();
     try {
       await t.turn;
-      this.cache.length = 0;
-      this.cache.tokens = [];
-      this.cachedImages = [];
+      this.forget();
     } finally {
       t.done();
     }
+  }
+
+  private forget(): void {
+    this.cache.length = 0;
+    this.cache.tokens = [];
+    this.cachedImages = [];
   }
 
   /**
@@ -416,7 +397,7 @@ export class Engine {
     this.disposed = true;
     this.running?.abort();
     let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([this.queue.catch(() => {}), new Promise((r) => (timer = setTimeout(r, waitMs)))]);
+    await Promise.race([this.turns.idle(), new Promise((r) => (timer = setTimeout(r, waitMs)))]);
     clearTimeout(timer);
     this.cache.destroy(this.gpu);
     this.loaded.model.destroy();

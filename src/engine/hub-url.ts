@@ -28,10 +28,15 @@ const FOLDER_ID = /^([a-z][a-z0-9+.-]*:\/\/|\.{0,2}\/)/i;
 
 export const isFolderId = (model: unknown): boolean => typeof model === 'string' && FOLDER_ID.test(model);
 
+const ABSOLUTE = /^[a-z][a-z0-9+.-]*:/i;
+
+/** A folder model id given as a relative path ('/models/tiny/', './tiny/'), which needs a base URL to resolve. */
+export const isRelativeFolderId = (model: unknown): model is string => isFolderId(model) && !ABSOLUTE.test(model as string);
+
 /** The absolute URL, ending in '/', of a folder model id (relative ones resolve against the page or worker). */
 export function folderUrl(model: string): string {
   const base = (globalThis as { location?: { href?: string } }).location?.href;
-  const absolute = /^[a-z][a-z0-9+.-]*:/i.test(model);
+  const absolute = ABSOLUTE.test(model);
   if (!absolute && !base) {
     throw new WebVLMError('InvalidArgument', `The model folder ${JSON.stringify(model)} is a relative path and there is no page to resolve it against: pass an absolute URL (e.g. "http://localhost:5173/models/tiny/").`);
   }

@@ -131,6 +131,15 @@ export function sha256Hex(data: Uint8Array): string {
   return new Sha256().update(data).hex();
 }
 
+/** SHA-256 of `data` as lower-case hex: WebCrypto where there is one (every secure context), else `sha256Hex`. */
+export async function digestHex(data: Uint8Array): Promise<string> {
+  if (!globalThis.crypto?.subtle) return sha256Hex(data);
+  const d = new Uint8Array(await globalThis.crypto.subtle.digest('SHA-256', data as Uint8Array<ArrayBuffer>));
+  let s = '';
+  for (const b of d) s += b.toString(16).padStart(2, '0');
+  return s;
+}
+
 // Run every path once at load: otherwise V8 optimises compressBlocks on-stack in the middle of its first (large)
 // call, before the code after the loop has type feedback, and then deoptimises on every exit (measured 5× slower).
 for (let i = 0; i < 2; i++) compressBlocks(new Int32Array(8), new Int32Array(64), new DataView(new ArrayBuffer(128)), 2);

@@ -55,12 +55,13 @@ describe('the browser cache does not store an SPA fallback page as a model file'
     // What an older webvlm stored: the index page as chat_template.jinja, with a valid index entry.
     const stored = await rel.page.evaluate(async ([model, baseUrl, page]) => {
       const cs = await import(/* @vite-ignore */ '/src/engine/cache-store.ts' as string) as typeof import('../../src/engine/cache-store.ts');
+      const sha = await import(/* @vite-ignore */ '/src/engine/sha256.ts' as string) as typeof import('../../src/engine/sha256.ts');
       const bytes = new TextEncoder().encode(page);
       const dataId = cs.newDataId('chat_template.jinja');
       const w = await cs.openWriter('cache', dataId);
       await w.write(bytes);
       await w.close();
-      await cs.writeMeta({ model, revision: 'main', baseUrl, v: 1, file: 'chat_template.jinja', size: bytes.length, sha256: null, blockSize: cs.BLOCK_BYTES, blocks: [await cs.hex(bytes)], backend: 'cache', dataId, storedAt: Date.now() });
+      await cs.writeMeta({ model, revision: 'main', baseUrl, v: 1, file: 'chat_template.jinja', size: bytes.length, sha256: null, blockSize: cs.BLOCK_BYTES, blocks: [await sha.digestHex(bytes)], backend: 'cache', dataId, storedAt: Date.now() });
       return bytes.length;
     }, [REPO, spa.url, SPA_INDEX] as const);
     assert.ok((await files(spa.url)).includes('chat_template.jinja'), 'the stale page is in the cache');
