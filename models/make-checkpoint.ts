@@ -258,17 +258,26 @@ export async function writeCheckpoint(opts: WriteOptions): Promise<WriteResult> 
   }
   for (const f of COPIED) await copy(f);
 
-  const files = opts.shardBytes ? planShards(specs, opts.shardBytes) : [planSafetensors('model.safetensors', specs)];
-  if (opts.shardBytes) {
+  return writeWeights(opts.out, specs, { seed, shardBytes: opts.shardBytes }, t0);
+}
+
+/**
+ * The weights of `specs` with random values from `seed`: one model.safetensors, or shards of at most `shardBytes`
+ * with their model.safetensors.index.json (weight_map and metadata.total_size, as transformers writes them).
+ */
+export async function writeWeights(out: string, specs: readonly TensorSpec[], o: { seed: number; shardBytes?: number; dtype?: WeightDtype }, t0 = performance.now()): Promise<WriteResult> {
+  const dtype = o.dtype ?? 'BF16';
+  const files = o.shardBytes ? planShards(specs, o.shardBytes, dtype) : [planSafetensors('model.safetensors', specs, dtype)];
+  if (o.shardBytes) {
     const weightMap: Record<string, string> = {};
     let total = 0;
     for (const f of files) for (const t of f.tensors) {
       weightMap[t.name] = f.name;
       total += t.end - t.begin;
     }
-    await writeFile(join(opts.out, 'model.safetensors.index.json'), json({ metadata: { total_size: total }, weight_map: weightMap }));
+    await writeFile(join(out, 'model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2) + '\n');
   }
-  for (const f of files) await writeSafetensors(join(opts.out, f.name), f, seed);
+  for (const f of files) await writeSafetensors(join(out, f.name), f, o.seed, dtype);
   return { files, tensors: specs.length, weightBytes: files.reduce((a, f) => a + f.bytes, 0), ms: performance.now() - t0 };
 }
 

@@ -26,7 +26,7 @@ import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseIdefics3Config } from '../src/models/idefics3/config.ts';
 import { idefics3TensorSpecs } from '../src/models/idefics3/plan.ts';
-import { planSafetensors, planShards, writeSafetensors, type WriteResult } from './make-checkpoint.ts';
+import { writeWeights, type WriteResult } from './make-checkpoint.ts';
 
 export type GraniteDoclingSize = 'test' | '258m';
 export type GraniteDoclingText = 'llama' | 'granite';
@@ -124,18 +124,7 @@ export async function writeGraniteDocling(opts: GraniteDoclingOptions): Promise<
   for (const f of COPIED) await writeFile(join(opts.out, f), await readFile(join(GRANITE_DOCLING_DIR, f)));
   await writeFile(join(opts.out, 'tokenizer.json'), JSON.stringify(await graniteTokenizerJson()));
 
-  const files = opts.shardBytes ? planShards(specs, opts.shardBytes) : [planSafetensors('model.safetensors', specs)];
-  if (opts.shardBytes) {
-    const weightMap: Record<string, string> = {};
-    let total = 0;
-    for (const f of files) for (const t of f.tensors) {
-      weightMap[t.name] = f.name;
-      total += t.end - t.begin;
-    }
-    await writeFile(join(opts.out, 'model.safetensors.index.json'), json({ metadata: { total_size: total }, weight_map: weightMap }));
-  }
-  for (const f of files) await writeSafetensors(join(opts.out, f.name), f, seed);
-  return { files, tensors: specs.length, weightBytes: files.reduce((a, f) => a + f.bytes, 0), ms: performance.now() - t0 };
+  return writeWeights(opts.out, specs, { seed, shardBytes: opts.shardBytes }, t0);
 }
 
 function parseArgs(argv: string[]): GraniteDoclingOptions {

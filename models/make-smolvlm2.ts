@@ -25,7 +25,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseSmolVLMConfig } from '../src/models/smolvlm/config.ts';
 import { idefics3TensorSpecs } from '../src/models/idefics3/plan.ts';
 import type { TensorSpec } from '../src/models/plan.ts';
-import { REAL_MODEL_DIR, planSafetensors, planShards, writeSafetensors, type WeightDtype, type WriteResult } from './make-checkpoint.ts';
+import { REAL_MODEL_DIR, writeWeights, type WeightDtype, type WriteResult } from './make-checkpoint.ts';
 
 export type SmolVLM2Variant = 'test' | '256m' | '500m' | '2.2b';
 
@@ -134,18 +134,7 @@ export async function writeSmolVLM2Checkpoint(opts: WriteSmolVLM2Options): Promi
   const f = await writeSmolVLM2Files(opts.variant, opts.out, opts.realDir ?? REAL_MODEL_DIR);
   const specs = smolvlm2TensorSpecs(f.config);
   const dtype = weightDtype(f.config);
-  const files = opts.shardBytes ? planShards(specs, opts.shardBytes, dtype) : [planSafetensors('model.safetensors', specs, dtype)];
-  if (opts.shardBytes) {
-    const weightMap: Record<string, string> = {};
-    let total = 0;
-    for (const file of files) for (const t of file.tensors) {
-      weightMap[t.name] = file.name;
-      total += t.end - t.begin;
-    }
-    await writeFile(join(opts.out, 'model.safetensors.index.json'), json({ metadata: { total_size: total }, weight_map: weightMap }));
-  }
-  for (const file of files) await writeSafetensors(join(opts.out, file.name), file, seed, dtype);
-  return { files, tensors: specs.length, weightBytes: files.reduce((a, file) => a + file.bytes, 0), ms: performance.now() - t0 };
+  return writeWeights(opts.out, specs, { seed, shardBytes: opts.shardBytes, dtype }, t0);
 }
 
 function parseArgs(argv: string[]): WriteSmolVLM2Options {
