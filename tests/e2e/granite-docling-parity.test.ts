@@ -12,6 +12,7 @@
  * The same checkpoint with a `granite` text config (Granite-3's multipliers) runs the multipliers through the whole
  * family path, where logits_scaling must not be applied (Idefics3ForConditionalGeneration's own lm_head).
  */
+import { loadedView } from '../reference/int4-view.ts';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -23,8 +24,6 @@ import { readF32 } from '../../src/gpu/io.ts';
 import { loadModel, type LoadedModel } from '../../src/engine/load.ts';
 import type { Idefics3Config } from '../../src/models/idefics3/config.ts';
 import type { Idefics3Processor } from '../../src/models/idefics3/processor.ts';
-import { quantizeInt4, dequantizeInt4 } from '../../src/kernels/int4.ts';
-import { roundToF16 } from '../../src/kernels/dtype.ts';
 import { writeGraniteDocling } from '../../models/make-granite-docling.ts';
 import { DirSource } from '../helpers/dir-source.ts';
 import { readSafetensors } from '../reference/read-safetensors.ts';
@@ -60,19 +59,6 @@ function expectedPrompt(rows: number, cols: number, seq: number): string {
   }
   const image = `${grid}\n${fake}<global-img>${img}${fake}`;
   return `<|start_of_role|>user<|end_of_role|>${image}${QUESTION}<|end_of_text|>\n<|start_of_role|>assistant<|end_of_role|>`;
-}
-
-/** Weights as the int4 path holds them: linears int4-dequantized, the token table f16, the tied head int4 from f32. */
-function int4View(w: WeightMap): WeightMap {
-  const out: WeightMap = new Map();
-  for (const [name, t] of w) {
-    const linear = /(_proj|fc1|fc2|proj)\.weight$/.test(name) && t.shape.length === 2;
-    out.set(name, linear ? { shape: t.shape, data: dequantizeInt4(quantizeInt4(t.data, t.shape[0], t.shape[1], { group: 32, scaleType: 'f16' })) } : t);
-  }
-  const embed = w.get('model.text_model.embed_tokens.weight')!;
-  out.set('model.text_model.embed_tokens.weight', { shape: embed.shape, data: Float32Array.from(embed.data, roundToF16) });
-  out.set('lm_head.weight', { shape: embed.shape, data: dequantizeInt4(quantizeInt4(embed.data, embed.shape[0], embed.shape[1], { group: 32, scaleType: 'f16' })) });
-  return out;
 }
 
 describe('Granite-Docling layout end to end vs the f64 reference (Node, Dawn)', () => {
@@ -141,7 +127,7 @@ describe('Granite-Docling layout end to end vs the f64 reference (Node, Dawn)', 
       const cache = m.model.newCache(512);
       const got = await m.model.forward(proc.inputIds, cache, [features], ROWS);
       const refCfg = format === 'int4' ? { ...cfg, tieWordEmbeddings: false } : cfg;
-      const ref = new Idefics3Reference(refCfg, format === 'int4' ? int4View(weights) : weights);
+      const ref = new Idefics3Reference(refCfg, format === 'int4' ? loadedView(m.family.tensorPlan(m.config), weights).map : weights);
       const pixels = { shape: proc.pixelShape, data: proc.pixelValues };
       const feats = ref.imageFeatures(pixels);
       const { logits } = ref.textForward(proc.inputIds, feats, { logits: ROWS });
@@ -200,7 +186,7 @@ describe('Granite-Docling layout end to end vs the f64 reference (Node, Dawn)', 
       const features = await m.model.encodeImage(proc.pixelValues, proc.pixelShape[0]);
       const cache = m.model.newCache(256);
       const got = await m.model.forward(proc.inputIds, cache, [features], ROWS);
-      const ref = new Idefics3Reference({ ...(m.config as Idefics3Config), tieWordEmbeddings: false }, int4View(readSafetensors(join(dir, 'model.safetensors'))));
+      const ref = new Idefics3Reference({ ...(m.config as Idefics3Config), tieWordEmbeddings: false }, loadedView(m.family.tensorPlan(m.config), readSafetensors(join(dir, 'model.safetensors'))).map);
       const feats = ref.imageFeatures({ shape: proc.pixelShape, data: proc.pixelValues });
       const { logits } = ref.textForward(proc.inputIds, feats, { logits: ROWS });
       const s = compare(got, logits.data);

@@ -5,6 +5,7 @@
  * f32 weights and for int4 (against the reference run on the dequantized weights, so the kernel error is
  * measured apart from the quantization error, which is reported separately).
  */
+import { loadedView } from '../reference/int4-view.ts';
 import { Idefics3Processor } from '../../src/models/idefics3/processor.ts';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -18,8 +19,6 @@ import { writeCheckpoint } from '../../models/make-checkpoint.ts';
 import { startHubServer, type HubServer } from '../helpers/hub-server.ts';
 import { readSafetensors } from '../reference/read-safetensors.ts';
 import { Idefics3Reference, argmax, type WeightMap } from '../reference/idefics3-ref.ts';
-import { quantizeInt4, dequantizeInt4 } from '../../src/kernels/int4.ts';
-import { roundToF16 } from '../../src/kernels/dtype.ts';
 import { compare } from '../harness/check.ts';
 import { compressRef } from '../kernels/compress.cases.ts';
 
@@ -37,36 +36,6 @@ function testImage(width: number, height: number) {
       data[i + 3] = 255;
     }
   return { width, height, channels: 4 as const, data };
-}
-
-/** The linear weights webvlm quantizes (see src/models/idefics3-weights.ts): every nn.Linear but the patch embedding;
- * embed_tokens becomes f16. */
-function isQuantized(name: string): boolean {
-  return /(_proj|fc1|fc2|proj)\.weight$/.test(name) || name === 'lm_head.weight';
-}
-
-function dequantizedWeights(w: WeightMap): { map: WeightMap; relL2: number } {
-  const out: WeightMap = new Map();
-  let num = 0, den = 0;
-  for (const [name, t] of w) {
-    if (name === 'model.text_model.embed_tokens.weight') {
-      // int4 mode keeps the token table in f16.
-      out.set(name, { shape: t.shape, data: Float32Array.from(t.data, roundToF16) });
-      continue;
-    }
-    if (!isQuantized(name) || t.shape.length !== 2) {
-      out.set(name, t);
-      continue;
-    }
-    const [N, K] = t.shape;
-    const d = dequantizeInt4(quantizeInt4(t.data, N, K, { group: 32, scaleType: 'f16' }));
-    for (let i = 0; i < d.length; i++) {
-      num += (d[i] - t.data[i]) ** 2;
-      den += t.data[i] ** 2;
-    }
-    out.set(name, { shape: t.shape, data: d });
-  }
-  return { map: out, relL2: Math.sqrt(num / den) };
 }
 
 describe('Idefics3 end to end vs the f64 reference (Node, Dawn)', () => {
@@ -142,7 +111,7 @@ describe('Idefics3 end to end vs the f64 reference (Node, Dawn)', () => {
       // Reference on the same inputs (dequantized weights for int4).
       let refWeights = weights;
       if (format === 'int4') {
-        const dq = dequantizedWeights(weights);
+        const dq = loadedView(m.family.tensorPlan(m.config), weights);
         refWeights = dq.map;
         t.diagnostic(`int4 quantization error of the weights: relative L2 ${dq.relL2.toExponential(2)}`);
       }

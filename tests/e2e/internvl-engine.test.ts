@@ -5,6 +5,7 @@
  * ids and pixels, logits and greedy tokens against the f64 reference — f32 weights, and int4 against the reference
  * on the dequantized weights (so the kernels' error is measured apart from the quantization's).
  */
+import { loadedView } from '../reference/int4-view.ts';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -16,8 +17,6 @@ import type { GpuContext } from '../../src/gpu/context.ts';
 import { loadModel } from '../../src/engine/load.ts';
 import { internvlPlan } from '../../src/models/internvl/plan.ts';
 import type { InternVLConfig } from '../../src/models/internvl/config.ts';
-import { quantizeInt4, dequantizeInt4 } from '../../src/kernels/int4.ts';
-import { roundToF16 } from '../../src/kernels/dtype.ts';
 import { writeInternVLCheckpoint } from '../../models/make-internvl.ts';
 import { startHubServer, type HubServer } from '../helpers/hub-server.ts';
 import { INTERNVL3_DIR } from '../helpers/qwen2-tokenizer.ts';
@@ -33,22 +32,6 @@ function testImage(width: number, height: number) {
     data.set([(x * 255) / width, (y * 255) / height, ((x >> 2) ^ (y >> 2)) & 1 ? 200 : 40, 255], (y * width + x) * 4);
   }
   return { width, height, channels: 4 as const, data };
-}
-
-/** The weights as the int4 load holds them: quantizable linear weights int4 (groups of 32, f16 scales), the token table f16. */
-function dequantized(cfg: InternVLConfig, w: WeightMap): WeightMap {
-  const plan = internvlPlan(cfg);
-  const out: WeightMap = new Map(w);
-  for (const t of plan.tensors) {
-    const target = plan.targets.get(t.target)!;
-    const v = w.get(t.name)!;
-    if (target.kind === 'embedding') out.set(t.name, { shape: v.shape, data: Float32Array.from(v.data, roundToF16) });
-    else if (target.kind === 'linear' && target.quantizable && !t.isBias) {
-      const N = t.shape[0], K = v.data.length / N;
-      out.set(t.name, { shape: v.shape, data: dequantizeInt4(quantizeInt4(v.data, N, K, { group: 32, scaleType: 'f16' })) });
-    }
-  }
-  return out;
 }
 
 describe('InternVL through loadModel vs the f64 reference (Node, Dawn)', () => {
@@ -88,7 +71,7 @@ describe('InternVL through loadModel vs the f64 reference (Node, Dawn)', () => {
       const cache = m.model.newCache(256);
       const rows = 3, V = cfg.text.vocabSize;
       const got = await m.model.forward(out.inputIds, cache, [features], rows);
-      const ref = new InternVLReference(cfg, format === 'int4' ? dequantized(cfg, weights) : weights);
+      const ref = new InternVLReference(cfg, format === 'int4' ? loadedView(internvlPlan(cfg), weights).map : weights);
       const px = { shape: out.pixelShape, data: out.pixelValues };
       const { logits } = ref.textForward(out.inputIds, ref.imageFeatures(px), undefined, rows);
       const s = compare(got, logits.data);

@@ -10,6 +10,7 @@
  * SmolVLM-256M never ran are covered. The real SmolVLM2-256M shape (30 + 12 layers, 1024 patches a frame) runs with
  * WEBVLM_SMOLVLM2_256M=1 (minutes on a CPU adapter; its checkpoint is cached in models/generated/smolvlm2-256m).
  */
+import { loadedView } from '../reference/int4-view.ts';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -26,8 +27,6 @@ import { startHubServer, type HubServer } from '../helpers/hub-server.ts';
 import { readSafetensors } from '../reference/read-safetensors.ts';
 import { argmax, type WeightMap } from '../reference/idefics3-ref.ts';
 import { SmolVLMReference } from '../reference/smolvlm-ref.ts';
-import { quantizeInt4, dequantizeInt4 } from '../../src/kernels/int4.ts';
-import { roundToF16 } from '../../src/kernels/dtype.ts';
 import { compare } from '../harness/check.ts';
 
 const REPO = 'webvlm-test/random-smolvlm2';
@@ -46,30 +45,6 @@ function testImage(width: number, height: number) {
       data[i + 3] = 255;
     }
   return { width, height, channels: 4 as const, data };
-}
-
-/** The reference fed what int4 mode computes with: quantized linear weights dequantized, the token table in f16. */
-function dequantizedWeights(w: WeightMap): { map: WeightMap; relL2: number } {
-  const out: WeightMap = new Map();
-  let num = 0, den = 0;
-  for (const [name, t] of w) {
-    if (name === 'model.text_model.embed_tokens.weight') {
-      out.set(name, { shape: t.shape, data: Float32Array.from(t.data, roundToF16) });
-      continue;
-    }
-    if (!(/(_proj|fc1|fc2|proj)\.weight$/.test(name) || name === 'lm_head.weight') || t.shape.length !== 2) {
-      out.set(name, t);
-      continue;
-    }
-    const [N, K] = t.shape;
-    const d = dequantizeInt4(quantizeInt4(t.data, N, K, { group: 32, scaleType: 'f16' }));
-    for (let i = 0; i < d.length; i++) {
-      num += (d[i] - t.data[i]) ** 2;
-      den += t.data[i] ** 2;
-    }
-    out.set(name, { shape: t.shape, data: d });
-  }
-  return { map: out, relL2: Math.sqrt(num / den) };
 }
 
 const messages = [{ role: 'user', content: [{ type: 'image' as const }, { type: 'text' as const, text: 'Describe the image.' }] }];
@@ -119,7 +94,7 @@ describe('SmolVLM end to end vs the f64 reference (Node, Dawn)', () => {
 
       let refWeights = weights;
       if (format === 'int4') {
-        const dq = dequantizedWeights(weights);
+        const dq = loadedView(m.family.tensorPlan(m.config), weights);
         refWeights = dq.map;
         t.diagnostic(`int4 quantization error of the weights: relative L2 ${dq.relL2.toExponential(2)}`);
       }
